@@ -1,0 +1,382 @@
+//! A [`Channel`] over any async byte stream, with length-delimited frames.
+//!
+//! Frame = 4-byte little-endian header + payload. Header bits 0..24: payload length; bit 31:
+//! MORE (the message continues in the next frame); bit 30: ABORT (the payload is the peer's
+//! UTF-8 reason for ending the session); other bits must be zero.
+//!
+//! The stream is split into a background reader task and a background writer task, so both
+//! parties may send large messages at the same time without deadlocking (up to the reader's
+//! queue of [`ChannelConfig::read_queue_frames`] frames). The reader validates every header
+//! before allocating the payload. The writer coalesces frames in a buffer and flushes whenever
+//! its queue runs empty.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{Channel, ChannelConfig, ChannelError, FRAME_HEADER_LEN, MAX_FRAME_LEN_LIMIT, Stats};
+
+const LEN_MASK: u32 = (1 << 24) - 1;
+const FLAG_MORE: u32 = 1 << 31;
+const FLAG_ABORT: u32 = 1 << 30;
+
+struct Frame {
+    more: bool,
+    data: Vec<u8>,
+}
+
+enum WriterCmd {
+    Data(Vec<u8>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A channel over an async byte stream (in-memory duplex, TCP, TLS). See the module docs.
+pub struct FramedChannel {
+    cfg: ChannelConfig,
+    stats: Stats,
+    tx: Option<mpsc::Sender<WriterCmd>>,
+    rx: mpsc::Receiver<Result<Frame, ChannelError>>,
+    writer_error: Arc<Mutex<Option<String>>>,
+    failed: Option<ChannelError>,
+    reader: JoinHandle<()>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for FramedChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FramedChannel")
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FramedChannel {
+    /// Wraps a byte stream. Must be called inside a tokio runtime (it spawns the reader and
+    /// writer tasks).
+    pub fn new<S>(stream: S, cfg: ChannelConfig) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        assert!(
+            cfg.max_frame_len > 0 && cfg.max_frame_len <= MAX_FRAME_LEN_LIMIT,
+            "max_frame_len must be in 1..={MAX_FRAME_LEN_LIMIT}"
+        );
+        let (read_half, write_half) = tokio::io::split(stream);
+        let (in_tx, in_rx) = mpsc::channel(cfg.read_queue_frames.max(1));
+        let (out_tx, out_rx) = mpsc::channel(cfg.write_queue_frames.max(1));
+        let writer_error = Arc::new(Mutex::new(None));
+        let reader = tokio::spawn(reader_loop(read_half, in_tx, cfg.max_frame_len));
+        let writer = tokio::spawn(writer_loop(
+            BufWriter::with_capacity(cfg.write_buffer_len, write_half),
+            out_rx,
+            writer_error.clone(),
+        ));
+        FramedChannel {
+            cfg,
+            stats: Stats::default(),
+            tx: Some(out_tx),
+            rx: in_rx,
+            writer_error,
+            failed: None,
+            reader,
+            writer: Some(writer),
+        }
+    }
+
+    /// Flushes and closes the sending side, waiting for the writer to finish (at most the
+    /// configured timeout). Dropping the channel also closes it, without waiting.
+    pub async fn close(mut self) -> Result<(), ChannelError> {
+        self.tx = None;
+        if let Some(w) = self.writer.take() {
+            match tokio::time::timeout(self.cfg.timeout, w).await {
+                Ok(_) => {}
+                Err(_) => return Err(ChannelError::Timeout(self.cfg.timeout)),
+            }
+        }
+        match self.writer_error.lock().expect("writer error lock").clone() {
+            Some(e) => Err(ChannelError::Io(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn check(&self) -> Result<(), ChannelError> {
+        match &self.failed {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, e: ChannelError) -> ChannelError {
+        if self.failed.is_none() {
+            tracing::debug!(error = %e, "channel failed");
+            self.failed = Some(e.clone());
+        }
+        e
+    }
+
+    fn writer_failure(&mut self) -> ChannelError {
+        let msg = self.writer_error.lock().expect("writer error lock").clone();
+        self.fail(ChannelError::Io(
+            msg.unwrap_or_else(|| "the connection's writer stopped".into()),
+        ))
+    }
+
+    async fn push(&mut self, cmd: WriterCmd) -> Result<(), ChannelError> {
+        let Some(tx) = self.tx.as_ref() else {
+            return Err(self.fail(ChannelError::Aborted("the channel is closed".into())));
+        };
+        match tokio::time::timeout(self.cfg.timeout, tx.send(cmd)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.writer_failure()),
+            Err(_) => Err(self.fail(ChannelError::Timeout(self.cfg.timeout))),
+        }
+    }
+
+    async fn next_frame(&mut self) -> Result<Frame, ChannelError> {
+        match tokio::time::timeout(self.cfg.timeout, self.rx.recv()).await {
+            Ok(Some(Ok(frame))) => Ok(frame),
+            Ok(Some(Err(e))) => Err(self.fail(e)),
+            Ok(None) => Err(self.fail(ChannelError::Closed)),
+            Err(_) => Err(self.fail(ChannelError::Timeout(self.cfg.timeout))),
+        }
+    }
+
+    fn frame(flags: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+        v.extend_from_slice(&(flags | payload.len() as u32).to_le_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+}
+
+impl Drop for FramedChannel {
+    fn drop(&mut self) {
+        // The writer drains what is queued and shuts the stream down once `tx` is dropped.
+        self.reader.abort();
+    }
+}
+
+impl Channel for FramedChannel {
+    async fn send_bytes(&mut self, data: &[u8]) -> Result<(), ChannelError> {
+        self.check()?;
+        let max = self.cfg.max_frame_len;
+        let frames = data.len().div_ceil(max).max(1);
+        for i in 0..frames {
+            let chunk = &data[(i * max).min(data.len())..((i + 1) * max).min(data.len())];
+            let flags = if i + 1 < frames { FLAG_MORE } else { 0 };
+            self.push(WriterCmd::Data(Self::frame(flags, chunk)))
+                .await?;
+        }
+        self.stats
+            .record_send(data.len() + frames * FRAME_HEADER_LEN);
+        Ok(())
+    }
+
+    async fn recv_bytes_into(&mut self, buf: &mut [u8], context: &str) -> Result<(), ChannelError> {
+        self.check()?;
+        let mut filled = 0usize;
+        let mut frames = 0usize;
+        loop {
+            let frame = self.next_frame().await?;
+            frames += 1;
+            let end = filled + frame.data.len();
+            if end > buf.len() {
+                let e = ChannelError::LengthMismatch {
+                    context: context.to_string(),
+                    expected: buf.len(),
+                    got: end,
+                };
+                return Err(self.abort(&e.to_string()).await);
+            }
+            buf[filled..end].copy_from_slice(&frame.data);
+            filled = end;
+            if !frame.more {
+                break;
+            }
+        }
+        if filled != buf.len() {
+            let e = ChannelError::LengthMismatch {
+                context: context.to_string(),
+                expected: buf.len(),
+                got: filled,
+            };
+            return Err(self.abort(&e.to_string()).await);
+        }
+        self.stats.record_recv(filled + frames * FRAME_HEADER_LEN);
+        Ok(())
+    }
+
+    async fn recv_bytes_bounded(&mut self, max_len: usize) -> Result<Vec<u8>, ChannelError> {
+        self.check()?;
+        let mut out = Vec::new();
+        let mut frames = 0usize;
+        loop {
+            let frame = self.next_frame().await?;
+            frames += 1;
+            let len = out.len() + frame.data.len();
+            if len > max_len {
+                let e = ChannelError::MessageTooLarge { len, max: max_len };
+                return Err(self.abort(&e.to_string()).await);
+            }
+            if out.is_empty() && !frame.more {
+                out = frame.data;
+            } else {
+                out.extend_from_slice(&frame.data);
+            }
+            if !frame.more {
+                break;
+            }
+        }
+        self.stats
+            .record_recv(out.len() + frames * FRAME_HEADER_LEN);
+        Ok(out)
+    }
+
+    async fn flush(&mut self) -> Result<(), ChannelError> {
+        self.check()?;
+        let (done_tx, done_rx) = oneshot::channel();
+        self.push(WriterCmd::Flush(done_tx)).await?;
+        match tokio::time::timeout(self.cfg.timeout, done_rx).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(self.writer_failure()),
+            Err(_) => Err(self.fail(ChannelError::Timeout(self.cfg.timeout))),
+        }
+    }
+
+    async fn abort(&mut self, reason: &str) -> ChannelError {
+        if let Some(e) = &self.failed {
+            return e.clone();
+        }
+        tracing::warn!(%reason, "aborting session");
+        let mut text = reason.as_bytes();
+        text = &text[..text.len().min(self.cfg.max_frame_len).min(4096)];
+        if let Some(tx) = self.tx.take() {
+            // Best effort: the peer may already be gone.
+            let _ = tokio::time::timeout(
+                self.cfg.timeout,
+                tx.send(WriterCmd::Data(Self::frame(FLAG_ABORT, text))),
+            )
+            .await;
+        }
+        self.fail(ChannelError::Aborted(reason.to_string()))
+    }
+
+    fn config(&self) -> &ChannelConfig {
+        &self.cfg
+    }
+
+    fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+}
+
+async fn reader_loop<R>(mut r: R, tx: mpsc::Sender<Result<Frame, ChannelError>>, max_frame: usize)
+where
+    R: AsyncRead + Unpin,
+{
+    loop {
+        let result = read_frame(&mut r, max_frame).await;
+        let stop = result.is_err();
+        if tx.send(result).await.is_err() || stop {
+            return;
+        }
+    }
+}
+
+async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<usize, ChannelError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]).await {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ChannelError::Io(e.to_string())),
+        }
+    }
+    Ok(got)
+}
+
+async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max_frame: usize,
+) -> Result<Frame, ChannelError> {
+    let mut hdr = [0u8; FRAME_HEADER_LEN];
+    match read_full(r, &mut hdr).await? {
+        0 => return Err(ChannelError::Closed),
+        n if n < FRAME_HEADER_LEN => {
+            return Err(ChannelError::Truncated {
+                expected: FRAME_HEADER_LEN,
+                got: n,
+            });
+        }
+        _ => {}
+    }
+    let h = u32::from_le_bytes(hdr);
+    if h & !(LEN_MASK | FLAG_MORE | FLAG_ABORT) != 0 {
+        return Err(ChannelError::BadHeader(h));
+    }
+    let len = (h & LEN_MASK) as usize;
+    if len > max_frame {
+        return Err(ChannelError::FrameTooLarge {
+            len,
+            max: max_frame,
+        });
+    }
+    let mut data = vec![0u8; len];
+    let got = read_full(r, &mut data).await?;
+    if got < len {
+        return Err(ChannelError::Truncated { expected: len, got });
+    }
+    if h & FLAG_ABORT != 0 {
+        return Err(ChannelError::PeerAborted(
+            String::from_utf8_lossy(&data).into_owned(),
+        ));
+    }
+    Ok(Frame {
+        more: h & FLAG_MORE != 0,
+        data,
+    })
+}
+
+async fn writer_loop<W>(
+    mut w: BufWriter<W>,
+    mut rx: mpsc::Receiver<WriterCmd>,
+    error: Arc<Mutex<Option<String>>>,
+) where
+    W: AsyncWrite + Unpin,
+{
+    let result: std::io::Result<()> = async {
+        loop {
+            let cmd = match rx.try_recv() {
+                Ok(cmd) => cmd,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    w.flush().await?;
+                    match rx.recv().await {
+                        Some(cmd) => cmd,
+                        None => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
+            match cmd {
+                WriterCmd::Data(bytes) => w.write_all(&bytes).await?,
+                WriterCmd::Flush(done) => {
+                    w.flush().await?;
+                    let _ = done.send(());
+                }
+            }
+        }
+        w.flush().await?;
+        w.shutdown().await
+    }
+    .await;
+    if let Err(e) = result {
+        *error.lock().expect("writer error lock") = Some(e.to_string());
+    }
+}
