@@ -14,6 +14,7 @@
 
 pub mod block;
 pub mod channel;
+pub mod hash;
 pub mod ot;
 pub mod prg;
 pub mod ring;
