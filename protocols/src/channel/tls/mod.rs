@@ -168,7 +168,15 @@ fn handshake_error(peer: &dyn fmt::Display, e: std::io::Error) -> TlsError {
         "the peer closed the connection during the handshake (does it pin our certificate?)"
             .to_string()
     } else {
-        e.to_string()
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other))) => {
+                format!("refused the peer's certificate: {}", other.0)
+            }
+            _ => e.to_string(),
+        }
     };
     TlsError::Handshake {
         peer: peer.to_string(),
