@@ -137,9 +137,33 @@ impl FramedChannel {
     async fn next_frame(&mut self) -> Result<Frame, ChannelError> {
         match tokio::time::timeout(self.cfg.timeout, self.rx.recv()).await {
             Ok(Some(Ok(frame))) => Ok(frame),
-            Ok(Some(Err(e))) => Err(self.fail(e)),
+            Ok(Some(Err(e))) => {
+                // A malformed header is the peer's mistake: tell it why before failing.
+                if matches!(
+                    e,
+                    ChannelError::FrameTooLarge { .. } | ChannelError::BadHeader(_)
+                ) && self.failed.is_none()
+                {
+                    self.send_abort_frame(&e.to_string()).await;
+                }
+                Err(self.fail(e))
+            }
             Ok(None) => Err(self.fail(ChannelError::Closed)),
             Err(_) => Err(self.fail(ChannelError::Timeout(self.cfg.timeout))),
+        }
+    }
+
+    /// Queues an abort frame carrying `reason` and closes the sending side (best effort: the
+    /// peer may already be gone).
+    async fn send_abort_frame(&mut self, reason: &str) {
+        let mut text = reason.as_bytes();
+        text = &text[..text.len().min(self.cfg.max_frame_len).min(4096)];
+        if let Some(tx) = self.tx.take() {
+            let _ = tokio::time::timeout(
+                self.cfg.timeout,
+                tx.send(WriterCmd::Data(Self::frame(FLAG_ABORT, text))),
+            )
+            .await;
         }
     }
 
@@ -250,16 +274,7 @@ impl Channel for FramedChannel {
             return e.clone();
         }
         tracing::warn!(%reason, "aborting session");
-        let mut text = reason.as_bytes();
-        text = &text[..text.len().min(self.cfg.max_frame_len).min(4096)];
-        if let Some(tx) = self.tx.take() {
-            // Best effort: the peer may already be gone.
-            let _ = tokio::time::timeout(
-                self.cfg.timeout,
-                tx.send(WriterCmd::Data(Self::frame(FLAG_ABORT, text))),
-            )
-            .await;
-        }
+        self.send_abort_frame(reason).await;
         self.fail(ChannelError::Aborted(reason.to_string()))
     }
 

@@ -1,0 +1,327 @@
+//! A party's long-term TLS identity: a self-signed certificate, its private key, and the
+//! certificate's SHA-256 fingerprint that the other party pins.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use super::TlsError;
+
+/// File name of the certificate (DER) inside an identity directory.
+pub const CERT_FILE: &str = "cert.der";
+/// File name of the private key (PKCS#8 DER, mode 0600 on unix) inside an identity directory.
+pub const KEY_FILE: &str = "key.der";
+/// Subject alternative name written into generated certificates. Peers never check names:
+/// they pin the certificate itself.
+pub const CERT_SUBJECT: &str = "privlm.invalid";
+
+/// SHA-256 of a certificate's DER encoding. Printed and parsed as 64 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of a DER-encoded certificate.
+    pub fn of_der(cert_der: &[u8]) -> Self {
+        let d = ring::digest::digest(&ring::digest::SHA256, cert_der);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Fingerprint(out)
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// From raw bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Fingerprint(bytes)
+    }
+
+    /// 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        self.to_string()
+    }
+
+    /// Parses 64 hex digits (either case; `:` separators and surrounding whitespace allowed).
+    pub fn from_hex(s: &str) -> Result<Self, TlsError> {
+        let digits: Vec<u8> = s.trim().bytes().filter(|&b| b != b':').collect();
+        let bad = || TlsError::BadFingerprint(format!("expected 64 hex digits, got {s:?}"));
+        if digits.len() != 64 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in digits.chunks_exact(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16).ok_or_else(bad)?;
+            let lo = (pair[1] as char).to_digit(16).ok_or_else(bad)?;
+            out[i] = (hi * 16 + lo) as u8;
+        }
+        Ok(Fingerprint(out))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = TlsError;
+    fn from_str(s: &str) -> Result<Self, TlsError> {
+        Fingerprint::from_hex(s)
+    }
+}
+
+/// A party's certificate and private key. `Debug` shows the fingerprint and the directory,
+/// never the key.
+pub struct Identity {
+    dir: Option<PathBuf>,
+    cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+    fingerprint: Fingerprint,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("fingerprint", &self.fingerprint)
+            .field("dir", &self.dir)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Identity {
+    /// A fresh self-signed identity (ECDSA P-256) kept in memory only.
+    pub fn generate() -> Result<Self, TlsError> {
+        let ck = rcgen::generate_simple_self_signed(vec![CERT_SUBJECT.to_string()])
+            .map_err(|e| TlsError::Certificate(format!("cannot generate a certificate: {e}")))?;
+        let cert = ck.cert.der().clone();
+        let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+        Self::from_parts(None, cert, key)
+    }
+
+    /// Loads the identity stored in `dir` ([`CERT_FILE`] and [`KEY_FILE`]), or, when neither
+    /// file exists, generates one and stores it there (creating `dir`; the key file gets mode
+    /// 0600 on unix). A directory holding only one of the two files is an error, as is a key
+    /// that does not match the certificate.
+    pub fn load_or_create(dir: &Path) -> Result<Self, TlsError> {
+        let cert_path = dir.join(CERT_FILE);
+        let key_path = dir.join(KEY_FILE);
+        match (cert_path.exists(), key_path.exists()) {
+            (true, true) => Self::load(dir),
+            (false, false) => {
+                let fresh = Self::generate()?;
+                fresh.store(dir)?;
+                tracing::info!(dir = %dir.display(), fingerprint = %fresh.fingerprint,
+                    "generated a new TLS identity");
+                Ok(Identity {
+                    dir: Some(dir.to_path_buf()),
+                    ..fresh
+                })
+            }
+            (c, _) => Err(TlsError::Certificate(format!(
+                "{} holds {} but not {}; remove it or restore the missing file",
+                dir.display(),
+                if c { CERT_FILE } else { KEY_FILE },
+                if c { KEY_FILE } else { CERT_FILE },
+            ))),
+        }
+    }
+
+    /// Loads an identity stored by [`Identity::load_or_create`].
+    pub fn load(dir: &Path) -> Result<Self, TlsError> {
+        let read = |p: PathBuf| {
+            fs::read(&p).map_err(|e| TlsError::Io(format!("cannot read {}: {e}", p.display())))
+        };
+        let key_path = dir.join(KEY_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            if let Ok(meta) = fs::metadata(&key_path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(path = %key_path.display(), mode = format!("{mode:o}"),
+                        "private key file is readable by other users; expected mode 0600");
+                }
+            }
+        }
+        let cert = CertificateDer::from(read(dir.join(CERT_FILE))?);
+        let key = PrivatePkcs8KeyDer::from(read(key_path)?);
+        Self::from_parts(Some(dir.to_path_buf()), cert, key)
+    }
+
+    fn from_parts(
+        dir: Option<PathBuf>,
+        cert: CertificateDer<'static>,
+        key: PrivatePkcs8KeyDer<'static>,
+    ) -> Result<Self, TlsError> {
+        // Check that the key parses and matches the certificate.
+        let provider = super::provider();
+        let mismatch = |e: rustls::Error| match e {
+            rustls::Error::InconsistentKeys(_) => TlsError::Certificate(format!(
+                "the private key does not match the certificate ({e})"
+            )),
+            e => TlsError::Certificate(format!("unusable certificate or key: {e}")),
+        };
+        let ck = rustls::sign::CertifiedKey::from_der(
+            vec![cert.clone()],
+            PrivateKeyDer::Pkcs8(key.clone_key()),
+            &provider,
+        )
+        .map_err(mismatch)?;
+        ck.keys_match().map_err(mismatch)?;
+        let fingerprint = Fingerprint::of_der(&cert);
+        Ok(Identity {
+            dir,
+            cert,
+            key,
+            fingerprint,
+        })
+    }
+
+    fn store(&self, dir: &Path) -> Result<(), TlsError> {
+        let io = |what: &str, p: &Path, e: std::io::Error| {
+            TlsError::Io(format!("cannot {what} {}: {e}", p.display()))
+        };
+        fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
+        let key_path = dir.join(KEY_FILE);
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts
+            .open(&key_path)
+            .map_err(|e| io("create", &key_path, e))?;
+        f.write_all(self.key.secret_pkcs8_der())
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io("write", &key_path, e))?;
+        let cert_path = dir.join(CERT_FILE);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&cert_path)
+            .map_err(|e| io("create", &cert_path, e))?;
+        f.write_all(&self.cert)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io("write", &cert_path, e))?;
+        Ok(())
+    }
+
+    /// The certificate's fingerprint: what the other party pins.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// The certificate, DER-encoded.
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.cert
+    }
+
+    /// The directory the identity was loaded from or stored in (`None` for [`Identity::generate`]).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    pub(super) fn cert(&self) -> CertificateDer<'static> {
+        self.cert.clone()
+    }
+
+    pub(super) fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        std::env::temp_dir().join(format!(
+            "privlm-identity-{tag}-{}-{nanos}",
+            std::process::id()
+        ))
+    }
+
+    #[test]
+    fn fingerprint_hex_round_trip() {
+        let fp = Fingerprint::of_der(b"not really a certificate");
+        let hex = fp.to_hex();
+        assert_eq!(hex.len(), 64);
+        assert_eq!(Fingerprint::from_hex(&hex).unwrap(), fp);
+        assert_eq!(hex.parse::<Fingerprint>().unwrap(), fp);
+        assert_eq!(Fingerprint::from_hex(&hex.to_uppercase()).unwrap(), fp);
+        assert!(Fingerprint::from_hex(&hex[1..]).is_err());
+        assert!(Fingerprint::from_hex(&format!("{}g", &hex[1..])).is_err());
+        // SHA-256("abc") known answer.
+        assert_eq!(
+            Fingerprint::of_der(b"abc").to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn load_or_create_persists_and_reloads() {
+        let dir = temp_dir("persist");
+        let a = Identity::load_or_create(&dir).unwrap();
+        let b = Identity::load_or_create(&dir).unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_eq!(a.certificate_der(), b.certificate_der());
+        assert_eq!(Fingerprint::of_der(a.certificate_der()), a.fingerprint());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir.join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Debug never shows key bytes.
+        let dbg = format!("{a:?}");
+        assert!(dbg.contains("redacted") && dbg.contains(&a.fingerprint().to_hex()));
+        let key = fs::read(dir.join(KEY_FILE)).unwrap();
+        let key_hex: String = key[key.len() - 8..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(!dbg.contains(&key_hex));
+        // A missing key file is reported, not silently replaced.
+        fs::remove_file(dir.join(KEY_FILE)).unwrap();
+        let e = Identity::load_or_create(&dir).unwrap_err();
+        assert!(e.to_string().contains(KEY_FILE), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn mismatched_key_is_refused() {
+        let dir = temp_dir("mismatch");
+        let _a = Identity::load_or_create(&dir).unwrap();
+        let other = Identity::generate().unwrap();
+        fs::write(dir.join(CERT_FILE), other.certificate_der()).unwrap();
+        let e = Identity::load(&dir).unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
