@@ -35,7 +35,10 @@ const SM: &str = "
 0.04 0.04 0.05 0.04 0.05 0.04 0.05 0.05 0.05 0.04 0.05 0.04";
 
 fn stats(text: &str) -> EntropyStats {
-    let v: Vec<f64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let v: Vec<f64> = text
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
     EntropyStats::from_values(12, 12, 128, v).unwrap()
 }
 
@@ -68,11 +71,17 @@ fn softmax_only_shows_overload_and_collapse() {
     assert_eq!(a.collapse_layers, [8, 9, 10, 11]);
     assert_eq!(a.collapsed_heads.len(), 6 + 36);
     // Layer means of paper.md section 7.
-    for (l, want) in [3.59, 3.85, 3.82, 3.79, 3.74, 2.60, 2.13, 1.97, 0.52, 0.18, 0.06, 0.04]
-        .into_iter()
-        .enumerate()
+    for (l, want) in [
+        3.59, 3.85, 3.82, 3.79, 3.74, 2.60, 2.13, 1.97, 0.52, 0.18, 0.06, 0.04,
+    ]
+    .into_iter()
+    .enumerate()
     {
-        assert!((a.layer_means[l] - want).abs() < 0.006, "layer {l}: {}", a.layer_means[l]);
+        assert!(
+            (a.layer_means[l] - want).abs() < 0.006,
+            "layer {l}: {}",
+            a.layer_means[l]
+        );
     }
 }
 
@@ -121,7 +130,9 @@ fn report_files_round_trip() {
     assert!(parse_csv("nonsense\n1,2,3\n").is_err());
     assert!(parse_csv("layer,head,entropy_nats,bin,collapsed\n0,0,x,1,0\n").is_err());
 
-    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&paths.png).unwrap()));
+    let dec = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(&paths.png).unwrap(),
+    ));
     let reader = dec.read_info().unwrap();
     let info = reader.info();
     let (w, h) = entropy::heatmap_size(12, 12);

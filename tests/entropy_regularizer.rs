@@ -11,10 +11,19 @@ const LN2: f64 = std::f64::consts::LN_2;
 ///   head 0: rows [1, 0], [1/2, 1/2] -> H = (0, ln 2),  E = ln(2)/2
 ///   head 1: rows [1, 0], [1, 0]     -> H = (0, 0),     E = 0
 const ATTN: [f32; 8] = [1.0, 0.0, 0.5, 0.5, 1.0, 0.0, 1.0, 0.0];
-const SHAPE: AttnShape = AttnShape { batch: 1, heads: 2, t: 2 };
+const SHAPE: AttnShape = AttnShape {
+    batch: 1,
+    heads: 2,
+    t: 2,
+};
 
 fn cfg(reduction: Reduction) -> RegularizerConfig {
-    RegularizerConfig { lambda: 1.0, gamma: 0.2, reduction, context_len: None }
+    RegularizerConfig {
+        lambda: 1.0,
+        gamma: 0.2,
+        reduction,
+        context_len: None,
+    }
 }
 
 fn close(a: f64, b: f64) {
@@ -29,8 +38,14 @@ fn algorithm_1_by_hand() {
     //   head 1: δ = 0 − 0.3 ln2 = −0.3 ln2, |δ| > margin -> penalty 0.09 (ln2)²
     // loss = λ · (1/L) · (1/H) · Σ = (0.16 + 0.09)/2 (ln2)² = 0.125 (ln2)² = 0.0600566...
     // ∂/∂θ_h = λ/(L H) · 2δ · (−E_max): head 0: −0.4 (ln2)², head 1: +0.3 (ln2)².
-    let out = entropy_regularizer(&cfg(Reduction::QueryMean), &[ATTN], SHAPE, &[0.1, 0.3], false)
-        .unwrap();
+    let out = entropy_regularizer(
+        &cfg(Reduction::QueryMean),
+        &[ATTN],
+        SHAPE,
+        &[0.1, 0.3],
+        false,
+    )
+    .unwrap();
     close(out.e_max, LN2);
     close(out.margin, 0.2 * LN2);
     close(out.head_entropy[0], LN2 / 2.0);
@@ -47,14 +62,24 @@ fn algorithm_1_by_hand() {
 #[test]
 fn inside_the_band_costs_nothing() {
     // θ0 = 0.45: δ = 0.05 ln2 < margin -> 0. θ1 = 0.15: |δ| = 0.15 ln2 < margin -> 0.
-    let out = entropy_regularizer(&cfg(Reduction::QueryMean), &[ATTN], SHAPE, &[0.45, 0.15], true)
-        .unwrap();
+    let out = entropy_regularizer(
+        &cfg(Reduction::QueryMean),
+        &[ATTN],
+        SHAPE,
+        &[0.45, 0.15],
+        true,
+    )
+    .unwrap();
     assert_eq!(out.loss, 0.0);
     assert_eq!(out.grad_theta, [0.0, 0.0]);
     assert!(out.grad_attn.unwrap()[0].iter().all(|&g| g == 0.0));
     // λ scales linearly and γ = 0 turns the band off: θ = (0.45, 0.15), λ = 2:
     //   δ0 = 0.05 ln2, δ1 = −0.15 ln2; loss = 2 · (0.0025 + 0.0225)/2 (ln2)² = 0.025 (ln2)².
-    let c = RegularizerConfig { lambda: 2.0, gamma: 0.0, ..cfg(Reduction::QueryMean) };
+    let c = RegularizerConfig {
+        lambda: 2.0,
+        gamma: 0.0,
+        ..cfg(Reduction::QueryMean)
+    };
     let out = entropy_regularizer(&c, &[ATTN], SHAPE, &[0.45, 0.15], false).unwrap();
     close(out.loss, 0.025 * LN2 * LN2);
 }
@@ -66,8 +91,14 @@ fn released_code_variant_by_hand() {
     //   head 1 (θ=0.3): dev = (−0.3 ln2, −0.3 ln2) -> both: 0.18 (ln2)²
     // loss = (0.81 + 0.18)/2 (ln2)² = 0.495 (ln2)²
     // ∂/∂θ0 = 1/2 · 2 · 0.9 ln2 · (−ln2) = −0.9 (ln2)²; ∂/∂θ1 = 1/2 · 2 · 2 · 0.3 (ln2)² = 0.6 (ln2)².
-    let out = entropy_regularizer(&cfg(Reduction::PerQuerySum), &[ATTN], SHAPE, &[0.1, 0.3], false)
-        .unwrap();
+    let out = entropy_regularizer(
+        &cfg(Reduction::PerQuerySum),
+        &[ATTN],
+        SHAPE,
+        &[0.1, 0.3],
+        false,
+    )
+    .unwrap();
     close(out.loss, 0.495 * LN2 * LN2);
     close(out.grad_theta[0], -0.9 * LN2 * LN2);
     close(out.grad_theta[1], 0.6 * LN2 * LN2);
@@ -77,7 +108,10 @@ fn released_code_variant_by_hand() {
 fn context_len_sets_e_max() {
     // E_max = ln 128 although T = 2; θ = 0: δ0 = ln2/2 ≈ 0.347 < margin 0.2 ln128 ≈ 0.970;
     // δ1 = 0. Nothing is penalized.
-    let c = RegularizerConfig { context_len: Some(128), ..cfg(Reduction::QueryMean) };
+    let c = RegularizerConfig {
+        context_len: Some(128),
+        ..cfg(Reduction::QueryMean)
+    };
     let out = entropy_regularizer(&c, &[ATTN], SHAPE, &[0.0, 0.0], false).unwrap();
     close(out.e_max, 128f64.ln());
     assert_eq!(out.loss, 0.0);
@@ -87,7 +121,9 @@ fn context_len_sets_e_max() {
 fn random_attn(b: usize, h: usize, t: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
     let mut next = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 33) as f64 / (1u64 << 31) as f64) * 6.0 - 3.0
     };
     let mut a = vec![0.0f32; b * h * t * t];
@@ -106,11 +142,22 @@ fn random_attn(b: usize, h: usize, t: usize, seed: u64) -> Vec<f32> {
 #[test]
 fn gradients_match_finite_differences() {
     let (b, h, t, layers) = (2, 3, 5, 2);
-    let attn: Vec<Vec<f32>> = (0..layers).map(|l| random_attn(b, h, t, 7 + l as u64)).collect();
-    let shape = AttnShape { batch: b, heads: h, t };
+    let attn: Vec<Vec<f32>> = (0..layers)
+        .map(|l| random_attn(b, h, t, 7 + l as u64))
+        .collect();
+    let shape = AttnShape {
+        batch: b,
+        heads: h,
+        t,
+    };
     let theta: Vec<f64> = (0..layers * h).map(|k| 0.1 + 0.13 * k as f64).collect();
     for red in [Reduction::QueryMean, Reduction::PerQuerySum] {
-        let c = RegularizerConfig { lambda: 0.7, gamma: 0.05, reduction: red, context_len: None };
+        let c = RegularizerConfig {
+            lambda: 0.7,
+            gamma: 0.05,
+            reduction: red,
+            context_len: None,
+        };
         let base = entropy_regularizer(&c, &attn, shape, &theta, true).unwrap();
         assert!(base.loss > 0.0);
         assert!(base.grad_theta.iter().any(|&g| g != 0.0));
@@ -118,11 +165,19 @@ fn gradients_match_finite_differences() {
         for k in 0..theta.len() {
             let mut th = theta.clone();
             th[k] += step;
-            let up = entropy_regularizer(&c, &attn, shape, &th, false).unwrap().loss;
+            let up = entropy_regularizer(&c, &attn, shape, &th, false)
+                .unwrap()
+                .loss;
             th[k] -= 2.0 * step;
-            let dn = entropy_regularizer(&c, &attn, shape, &th, false).unwrap().loss;
+            let dn = entropy_regularizer(&c, &attn, shape, &th, false)
+                .unwrap()
+                .loss;
             let fd = (up - dn) / (2.0 * step);
-            assert!((fd - base.grad_theta[k]).abs() < 1e-6, "{red:?} θ{k}: {fd} vs {}", base.grad_theta[k]);
+            assert!(
+                (fd - base.grad_theta[k]).abs() < 1e-6,
+                "{red:?} θ{k}: {fd} vs {}",
+                base.grad_theta[k]
+            );
         }
         // Attention gradient on nonzero entries (f32 inputs, so a larger step).
         let ga = base.grad_attn.as_ref().unwrap();
@@ -135,12 +190,19 @@ fn gradients_match_finite_differences() {
                 }
                 let mut p = attn.clone();
                 p[l][idx] += step;
-                let up = entropy_regularizer(&c, &p, shape, &theta, false).unwrap().loss;
+                let up = entropy_regularizer(&c, &p, shape, &theta, false)
+                    .unwrap()
+                    .loss;
                 p[l][idx] -= 2.0 * step;
-                let dn = entropy_regularizer(&c, &p, shape, &theta, false).unwrap().loss;
+                let dn = entropy_regularizer(&c, &p, shape, &theta, false)
+                    .unwrap()
+                    .loss;
                 let fd = (up - dn) / (2.0 * f64::from(step));
                 let g = f64::from(ga[l][idx]);
-                assert!((fd - g).abs() < 1e-3 * (1.0 + g.abs()), "{red:?} a[{l}][{idx}]: {fd} vs {g}");
+                assert!(
+                    (fd - g).abs() < 1e-3 * (1.0 + g.abs()),
+                    "{red:?} a[{l}][{idx}]: {fd} vs {g}"
+                );
                 checked += 1;
             }
         }
@@ -175,9 +237,15 @@ fn softmax_backward_matches_finite_differences() {
 #[test]
 fn bad_inputs_are_refused() {
     let c = cfg(Reduction::QueryMean);
-    assert!(entropy_regularizer(&c, &[ATTN], SHAPE, &[0.1], false).is_err(), "theta size");
+    assert!(
+        entropy_regularizer(&c, &[ATTN], SHAPE, &[0.1], false).is_err(),
+        "theta size"
+    );
     assert!(entropy_regularizer(&c, &[&ATTN[..7]], SHAPE, &[0.1, 0.3], false).is_err());
     assert!(entropy_regularizer::<&[f32]>(&c, &[], SHAPE, &[], false).is_err());
     let b2 = AttnShape { batch: 2, ..SHAPE };
-    assert!(entropy_regularizer(&c, &[ATTN], b2, &[0.1, 0.3], false).is_err(), "batch");
+    assert!(
+        entropy_regularizer(&c, &[ATTN], b2, &[0.1, 0.3], false).is_err(),
+        "batch"
+    );
 }

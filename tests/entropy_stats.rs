@@ -74,8 +74,10 @@ fn query_entropies_per_row() {
 fn accumulator_averages_over_sequences() {
     // Layer 0 uniform, layer 1 one-hot; sequence lengths 4 and 8.
     let mut acc = EntropyAccumulator::new(2, 2);
-    acc.add_sequence(&[uniform_causal(2, 4), one_hot(2, 4)], 4).unwrap();
-    acc.add_sequence(&[uniform_causal(2, 8), one_hot(2, 8)], 8).unwrap();
+    acc.add_sequence(&[uniform_causal(2, 4), one_hot(2, 4)], 4)
+        .unwrap();
+    acc.add_sequence(&[uniform_causal(2, 8), one_hot(2, 8)], 8)
+        .unwrap();
     let s = acc.finish().unwrap();
     let want = (causal_max_entropy(4) + causal_max_entropy(8)) / 2.0;
     assert!((s.get(0, 0) - want).abs() < 1e-6);
@@ -88,12 +90,20 @@ fn accumulator_averages_over_sequences() {
 
 #[test]
 fn bad_shapes_are_refused_and_nothing_is_accumulated() {
-    assert!(matches!(head_entropies(&[0.5; 7], 1, 2), Err(EntropyError::Shape(_))));
+    assert!(matches!(
+        head_entropies(&[0.5; 7], 1, 2),
+        Err(EntropyError::Shape(_))
+    ));
     assert!(head_entropies(&[], 1, 0).is_err());
     let mut acc = EntropyAccumulator::new(2, 1);
     // Second layer has the wrong size: the whole sequence is refused.
-    let e = acc.add_sequence(&[vec![1.0, 0.0, 0.5, 0.5], vec![1.0; 3]], 2).unwrap_err();
-    assert!(e.to_string().contains("expected heads x T x T = 1 x 2 x 2"), "{e}");
+    let e = acc
+        .add_sequence(&[vec![1.0, 0.0, 0.5, 0.5], vec![1.0; 3]], 2)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("expected heads x T x T = 1 x 2 x 2"),
+        "{e}"
+    );
     assert!(acc.add_sequence(&[vec![1.0f32]], 1).is_err(), "layer count");
     assert_eq!(acc.sequences(), 0);
     assert!(acc.finish().is_err());
@@ -102,7 +112,8 @@ fn bad_shapes_are_refused_and_nothing_is_accumulated() {
 #[test]
 fn nans_are_skipped_and_counted() {
     let mut acc = EntropyAccumulator::new(1, 1);
-    acc.add_sequence(&[vec![1.0, f32::NAN, 0.5, 0.5]], 2).unwrap();
+    acc.add_sequence(&[vec![1.0, f32::NAN, 0.5, 0.5]], 2)
+        .unwrap();
     let s = acc.finish().unwrap();
     assert_eq!(s.nan_counts, [1]);
     assert!((s.get(0, 0) - 2f64.ln() / 2.0).abs() < 1e-8);

@@ -39,7 +39,7 @@ impl Default for Thresholds {
 /// Bin index (0..4) of an entropy value relative to the maximum observed `max`:
 /// [0, Max/4) -> 0, [Max/4, Max/2) -> 1, [Max/2, 3Max/4) -> 2, [3Max/4, Max] -> 3.
 pub fn bin_of(value: f64, max: f64) -> usize {
-    if !(max > 0.0) || value < max / 4.0 {
+    if max.is_nan() || max <= 0.0 || value < max / 4.0 {
         0
     } else if value < max / 2.0 {
         1
@@ -98,15 +98,27 @@ impl EntropyAnalysis {
     pub fn new(stats: &EntropyStats, th: Thresholds) -> Self {
         let (l_n, h_n) = (stats.layers, stats.heads);
         let n = stats.entropy.len();
-        let max = stats.entropy.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let max = stats
+            .entropy
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
         let max = if max.is_finite() { max } else { 0.0 };
         let min = stats.entropy.iter().copied().fold(f64::INFINITY, f64::min);
         let min = if min.is_finite() { min } else { 0.0 };
-        let mean = if n == 0 { 0.0 } else { stats.entropy.iter().sum::<f64>() / n as f64 };
+        let mean = if n == 0 {
+            0.0
+        } else {
+            stats.entropy.iter().sum::<f64>() / n as f64
+        };
         let layer_means = (0..l_n)
             .map(|l| stats.layer(l).iter().sum::<f64>() / h_n as f64)
             .collect();
-        let head_bins: Vec<u8> = stats.entropy.iter().map(|&v| bin_of(v, max) as u8).collect();
+        let head_bins: Vec<u8> = stats
+            .entropy
+            .iter()
+            .map(|&v| bin_of(v, max) as u8)
+            .collect();
         let mut bin_counts = [0usize; 4];
         let mut layer_bin_counts = vec![[0usize; 4]; l_n];
         for (i, &b) in head_bins.iter().enumerate() {
@@ -122,8 +134,11 @@ impl EntropyAnalysis {
             .filter(|&l| layer_bin_counts[l][3] as f64 >= th.overload_layer_fraction * h_n as f64)
             .collect();
         let early_top: usize = layer_bin_counts[..l_n / 2].iter().map(|c| c[3]).sum();
-        let overload_early_share =
-            if bin_counts[3] == 0 { 0.0 } else { early_top as f64 / bin_counts[3] as f64 };
+        let overload_early_share = if bin_counts[3] == 0 {
+            0.0
+        } else {
+            early_top as f64 / bin_counts[3] as f64
+        };
         let overload = n > 0
             && bin_fractions[3] >= th.overload_top_fraction
             && max >= th.overload_min_max_ratio * causal_max;
@@ -135,7 +150,11 @@ impl EntropyAnalysis {
             .collect();
         let collapse_layers: Vec<usize> = (l_n / 2..l_n)
             .filter(|&l| {
-                let c = stats.layer(l).iter().filter(|&&v| v < collapse_threshold).count();
+                let c = stats
+                    .layer(l)
+                    .iter()
+                    .filter(|&&v| v < collapse_threshold)
+                    .count();
                 c as f64 >= th.collapse_layer_fraction * h_n as f64
             })
             .collect();

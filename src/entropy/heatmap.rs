@@ -42,7 +42,11 @@ fn colormap(x: f64) -> [u8; 3] {
         [0x6e, 0xce, 0x58],
         [0xfd, 0xe7, 0x25],
     ];
-    let x = if x.is_finite() { x.clamp(0.0, 1.0) } else { 0.0 };
+    let x = if x.is_finite() {
+        x.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let pos = x * (ANCHORS.len() - 1) as f64;
     let i = (pos.floor() as usize).min(ANCHORS.len() - 2);
     let f = pos - i as f64;
@@ -52,7 +56,11 @@ fn colormap(x: f64) -> [u8; 3] {
 
 fn text_color_on(bg: [u8; 3]) -> [u8; 3] {
     let lum = 0.299 * f64::from(bg[0]) + 0.587 * f64::from(bg[1]) + 0.114 * f64::from(bg[2]);
-    if lum > 140.0 { [0, 0, 0] } else { [255, 255, 255] }
+    if lum > 140.0 {
+        [0, 0, 0]
+    } else {
+        [255, 255, 255]
+    }
 }
 
 /// 5×7 glyphs, one byte per row, bit 4 = leftmost pixel. Lower case is drawn as upper case.
@@ -173,7 +181,11 @@ fn ranges(ls: &[usize]) -> String {
         while j + 1 < ls.len() && ls[j + 1] == ls[j] + 1 {
             j += 1;
         }
-        parts.push(if j > i { format!("{}-{}", ls[i], ls[j]) } else { ls[i].to_string() });
+        parts.push(if j > i {
+            format!("{}-{}", ls[i], ls[j])
+        } else {
+            ls[i].to_string()
+        });
         i = j + 1;
     }
     parts.join(",")
@@ -207,7 +219,12 @@ pub fn render_heatmap(rep: &EntropyReport) -> (usize, usize, Vec<u8>) {
     );
     let grid_y = TOP;
     for hd in 0..s.heads {
-        cv.text_centered(LEFT + hd * CELL_W + CELL_W / 2, grid_y - LINE_H, &format!("H{hd}"), ink);
+        cv.text_centered(
+            LEFT + hd * CELL_W + CELL_W / 2,
+            grid_y - LINE_H,
+            &format!("H{hd}"),
+            ink,
+        );
     }
     for l in 0..s.layers {
         let y = grid_y + l * CELL_H;
@@ -217,7 +234,12 @@ pub fn render_heatmap(rep: &EntropyReport) -> (usize, usize, Vec<u8>) {
             let bg = colormap(v / vmax);
             let x = LEFT + hd * CELL_W;
             cv.rect(x, y, CELL_W, CELL_H, bg);
-            cv.text_centered(x + CELL_W / 2, y + (CELL_H - 7 * SCALE) / 2, &format!("{v:.2}"), text_color_on(bg));
+            cv.text_centered(
+                x + CELL_W / 2,
+                y + (CELL_H - 7 * SCALE) / 2,
+                &format!("{v:.2}"),
+                text_color_on(bg),
+            );
         }
     }
     // Colour bar from 0 (bottom) to vmax (top), with 5 ticks.
@@ -231,7 +253,9 @@ pub fn render_heatmap(rep: &EntropyReport) -> (usize, usize, Vec<u8>) {
         let frac = k as f64 / 4.0;
         let yy = grid_y + ((1.0 - frac) * (bh - 1) as f64).round() as usize;
         cv.rect(bx + BAR_W, yy, 5, 2, ink);
-        let ty = yy.saturating_sub(7 * SCALE / 2).clamp(grid_y.saturating_sub(4), grid_y + bh);
+        let ty = yy
+            .saturating_sub(7 * SCALE / 2)
+            .clamp(grid_y.saturating_sub(4), grid_y + bh);
         cv.text(bx + BAR_W + 8, ty, &format!("{:.2}", frac * vmax), ink);
     }
     // Histogram and flags.
@@ -257,23 +281,42 @@ pub fn render_heatmap(rep: &EntropyReport) -> (usize, usize, Vec<u8>) {
     } else {
         format!(" (LAYERS {})", ranges(&a.collapse_layers))
     };
-    cv.text(12, by + LINE_H, &format!("ENTROPIC OVERLOAD: {}{ov}", flag(a.overload)), ink);
-    cv.text(12, by + 2 * LINE_H, &format!("ENTROPY COLLAPSE: {}{co}", flag(a.collapse)), ink);
+    cv.text(
+        12,
+        by + LINE_H,
+        &format!("ENTROPIC OVERLOAD: {}{ov}", flag(a.overload)),
+        ink,
+    );
+    cv.text(
+        12,
+        by + 2 * LINE_H,
+        &format!("ENTROPY COLLAPSE: {}{co}", flag(a.collapse)),
+        ink,
+    );
     (w, h, cv.px)
 }
 
 /// Renders the heatmap of `rep` and writes it as a PNG file.
 pub fn write_heatmap_png(rep: &EntropyReport, path: &Path) -> Result<(), EntropyError> {
     let (w, h, px) = render_heatmap(rep);
-    let io = |source| EntropyError::Io { path: path.to_path_buf(), source };
+    let io = |source| EntropyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = std::fs::File::create(path).map_err(io)?;
     let wu = u32::try_from(w).map_err(|_| EntropyError::Png(format!("width {w} too large")))?;
     let hu = u32::try_from(h).map_err(|_| EntropyError::Png(format!("height {h} too large")))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), wu, hu);
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
-    let mut writer = enc.write_header().map_err(|e| EntropyError::Png(e.to_string()))?;
-    writer.write_image_data(&px).map_err(|e| EntropyError::Png(e.to_string()))?;
-    writer.finish().map_err(|e| EntropyError::Png(e.to_string()))?;
+    let mut writer = enc
+        .write_header()
+        .map_err(|e| EntropyError::Png(e.to_string()))?;
+    writer
+        .write_image_data(&px)
+        .map_err(|e| EntropyError::Png(e.to_string()))?;
+    writer
+        .finish()
+        .map_err(|e| EntropyError::Png(e.to_string()))?;
     Ok(())
 }

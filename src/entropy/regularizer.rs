@@ -128,7 +128,9 @@ pub fn entropy_regularizer<A: AsRef<[f32]>>(
     let AttnShape { batch, heads, t } = shape;
     let layers = attn.len();
     if layers == 0 || batch == 0 {
-        return Err(EntropyError::Shape("regularizer needs at least one layer and sequence".into()));
+        return Err(EntropyError::Shape(
+            "regularizer needs at least one layer and sequence".into(),
+        ));
     }
     if theta.len() != layers * heads {
         return Err(EntropyError::Shape(format!(
@@ -149,7 +151,9 @@ pub fn entropy_regularizer<A: AsRef<[f32]>>(
     }
     let ctx = cfg.context_len.unwrap_or(t);
     if ctx == 0 {
-        return Err(EntropyError::Shape("context length must be positive".into()));
+        return Err(EntropyError::Shape(
+            "context length must be positive".into(),
+        ));
     }
     let e_max = (ctx as f64).ln();
     let margin = cfg.gamma * e_max;
@@ -254,8 +258,16 @@ pub fn softmax_backward(a: &[f32], g: &[f32], t: usize) -> Result<Vec<f32>, Entr
         )));
     }
     let mut out = vec![0.0f32; a.len()];
-    for ((ar, gr), or) in a.chunks_exact(t).zip(g.chunks_exact(t)).zip(out.chunks_exact_mut(t)) {
-        let dot: f64 = ar.iter().zip(gr).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum();
+    for ((ar, gr), or) in a
+        .chunks_exact(t)
+        .zip(g.chunks_exact(t))
+        .zip(out.chunks_exact_mut(t))
+    {
+        let dot: f64 = ar
+            .iter()
+            .zip(gr)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum();
         for ((o, &x), &y) in or.iter_mut().zip(ar).zip(gr) {
             *o = (f64::from(x) * (f64::from(y) - dot)) as f32;
         }

@@ -36,7 +36,10 @@ pub struct ReportPaths {
 }
 
 fn write_file(path: &Path, data: &[u8]) -> Result<(), EntropyError> {
-    std::fs::write(path, data).map_err(|source| EntropyError::Io { path: path.to_path_buf(), source })
+    std::fs::write(path, data).map_err(|source| EntropyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Writes `entropy.json`, `entropy.csv` and `heatmap.png` for `stats` into `out_dir`
@@ -46,8 +49,10 @@ pub fn report(
     stats: &EntropyStats,
     out_dir: &Path,
 ) -> Result<(EntropyReport, ReportPaths), EntropyError> {
-    std::fs::create_dir_all(out_dir)
-        .map_err(|source| EntropyError::Io { path: out_dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(out_dir).map_err(|source| EntropyError::Io {
+        path: out_dir.to_path_buf(),
+        source,
+    })?;
     let rep = EntropyReport::new(stats.clone());
     let paths = ReportPaths {
         json: out_dir.join("entropy.json"),
@@ -63,7 +68,10 @@ pub fn report(
 }
 
 fn layer_list(ls: &[usize]) -> String {
-    ls.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(",")
+    ls.iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A human-readable table: one row per layer (head entropies, mean, bin counts), then the
@@ -196,7 +204,10 @@ pub fn parse_csv(text: &str) -> Result<Vec<CsvRow>, EntropyError> {
     match lines.next() {
         Some((_, h)) if h.trim() == CSV_HEADER => {}
         _ => {
-            return Err(EntropyError::Csv { line: 1, what: format!("expected header {CSV_HEADER:?}") });
+            return Err(EntropyError::Csv {
+                line: 1,
+                what: format!("expected header {CSV_HEADER:?}"),
+            });
         }
     }
     let mut rows = Vec::new();
@@ -205,7 +216,10 @@ pub fn parse_csv(text: &str) -> Result<Vec<CsvRow>, EntropyError> {
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |what: &str| EntropyError::Csv { line: line_no, what: what.to_string() };
+        let bad = |what: &str| EntropyError::Csv {
+            line: line_no,
+            what: what.to_string(),
+        };
         let f: Vec<&str> = line.split(',').collect();
         if f.len() != 5 {
             return Err(bad(&format!("{} fields, expected 5", f.len())));
@@ -214,7 +228,11 @@ pub fn parse_csv(text: &str) -> Result<Vec<CsvRow>, EntropyError> {
             layer: f[0].parse().map_err(|_| bad("layer"))?,
             head: f[1].parse().map_err(|_| bad("head"))?,
             entropy: f[2].parse().map_err(|_| bad("entropy_nats"))?,
-            bin: f[3].parse().ok().filter(|&b: &u8| b < 4).ok_or_else(|| bad("bin"))?,
+            bin: f[3]
+                .parse()
+                .ok()
+                .filter(|&b: &u8| b < 4)
+                .ok_or_else(|| bad("bin"))?,
             collapsed: match f[4] {
                 "0" => false,
                 "1" => true,

@@ -40,7 +40,10 @@ pub fn row_entropy(row: &[f32], nans: &mut u64) -> f64 {
 pub fn query_entropies(probs: &[f32], heads: usize, t: usize) -> Result<Vec<f64>, EntropyError> {
     check_shape(probs, heads, t)?;
     let mut nans = 0;
-    Ok(probs.chunks_exact(t).map(|row| row_entropy(row, &mut nans)).collect())
+    Ok(probs
+        .chunks_exact(t)
+        .map(|row| row_entropy(row, &mut nans))
+        .collect())
 }
 
 /// Per-head entropy averaged over queries for one layer (EGA Eq. 7):
@@ -56,7 +59,10 @@ pub fn head_entropies(
     let e = probs
         .chunks_exact(t * t)
         .map(|head| {
-            head.chunks_exact(t).map(|row| row_entropy(row, &mut nans)).sum::<f64>() / t as f64
+            head.chunks_exact(t)
+                .map(|row| row_entropy(row, &mut nans))
+                .sum::<f64>()
+                / t as f64
         })
         .collect();
     Ok((e, nans))
@@ -104,7 +110,9 @@ impl EntropyStats {
             )));
         }
         if t == 0 {
-            return Err(EntropyError::Shape("sequence length T must be positive".into()));
+            return Err(EntropyError::Shape(
+                "sequence length T must be positive".into(),
+            ));
         }
         Ok(EntropyStats {
             layers,
@@ -139,7 +147,11 @@ impl EntropyStats {
 
 fn mean(it: impl ExactSizeIterator<Item = f64>) -> f64 {
     let n = it.len();
-    if n == 0 { 0.0 } else { it.sum::<f64>() / n as f64 }
+    if n == 0 {
+        0.0
+    } else {
+        it.sum::<f64>() / n as f64
+    }
 }
 
 /// Accumulates head entropies over sequences, one layer at a time or a whole sequence at once.
@@ -166,7 +178,11 @@ impl EntropyAccumulator {
 
     /// Adds one sequence: `attn[l]` is layer l's attention probabilities, row-major
     /// `[heads, T, T]` (causal and row-stochastic; masked entries 0).
-    pub fn add_sequence<A: AsRef<[f32]>>(&mut self, attn: &[A], t: usize) -> Result<(), EntropyError> {
+    pub fn add_sequence<A: AsRef<[f32]>>(
+        &mut self,
+        attn: &[A],
+        t: usize,
+    ) -> Result<(), EntropyError> {
         if attn.len() != self.layers {
             return Err(EntropyError::Shape(format!(
                 "attention for {} layers, expected {}",
@@ -180,7 +196,10 @@ impl EntropyAccumulator {
         }
         for (l, a) in attn.iter().enumerate() {
             let (e, nans) = head_entropies(a.as_ref(), self.heads, t)?;
-            for (s, v) in self.sums[l * self.heads..(l + 1) * self.heads].iter_mut().zip(e) {
+            for (s, v) in self.sums[l * self.heads..(l + 1) * self.heads]
+                .iter_mut()
+                .zip(e)
+            {
                 *s += v;
             }
             self.nans[l] += nans;

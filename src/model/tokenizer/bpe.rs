@@ -159,10 +159,7 @@ impl Gpt2Bpe {
             }
         };
         let mut pair: Vec<u32> = (0..parts.len() - 1).map(|k| pair_rank(&parts, k)).collect();
-        loop {
-            let Some((k, &best)) = pair.iter().enumerate().min_by_key(|&(k, &r)| (r, k)) else {
-                break;
-            };
+        while let Some((k, &best)) = pair.iter().enumerate().min_by_key(|&(k, &r)| (r, k)) {
             if best == u32::MAX {
                 break;
             }
