@@ -19,9 +19,9 @@ const LEFT: usize = 16 + 4 * CHAR_W;
 const TOP: usize = 12 + 2 * LINE_H + 8 + LINE_H;
 const BAR_GAP: usize = 16;
 const BAR_W: usize = 24;
-const RIGHT: usize = BAR_GAP + BAR_W + 8 + 5 * CHAR_W + 12;
+const RIGHT: usize = BAR_GAP + BAR_W + 10 + 5 * CHAR_W + 12;
 const BOTTOM: usize = 12 + 3 * LINE_H + 8;
-const MIN_W: usize = 64 * CHAR_W;
+const MIN_W: usize = 24 + 70 * CHAR_W;
 
 /// Size `(width, height)` in pixels of the heatmap of a `layers × heads` model.
 pub fn heatmap_size(layers: usize, heads: usize) -> (usize, usize) {
@@ -237,7 +237,7 @@ pub fn render_heatmap(rep: &EntropyReport) -> (usize, usize, Vec<u8>) {
             cv.text_centered(
                 x + CELL_W / 2,
                 y + (CELL_H - 7 * SCALE) / 2,
-                &format!("{v:.2}"),
+                &format!("{:.2}", super::report::no_neg_zero(v)),
                 text_color_on(bg),
             );
         }
@@ -252,11 +252,12 @@ pub fn render_heatmap(rep: &EntropyReport) -> (usize, usize, Vec<u8>) {
     for k in 0..=4 {
         let frac = k as f64 / 4.0;
         let yy = grid_y + ((1.0 - frac) * (bh - 1) as f64).round() as usize;
-        cv.rect(bx + BAR_W, yy, 5, 2, ink);
+        // Tick: a white line across the bar (a dark mark beside the label reads as a minus).
+        cv.rect(bx, yy.min(grid_y + bh - 2), BAR_W, 2, [255, 255, 255]);
         let ty = yy
             .saturating_sub(7 * SCALE / 2)
             .clamp(grid_y.saturating_sub(4), grid_y + bh);
-        cv.text(bx + BAR_W + 8, ty, &format!("{:.2}", frac * vmax), ink);
+        cv.text(bx + BAR_W + 10, ty, &format!("{:.2}", frac * vmax), ink);
     }
     // Histogram and flags.
     let by = grid_y + s.layers * CELL_H + 12;
@@ -265,7 +266,7 @@ pub fn render_heatmap(rep: &EntropyReport) -> (usize, usize, Vec<u8>) {
         12,
         by,
         &format!(
-            "HEADS VS MAX: <1/4 {:.1}%  1/4-1/2 {:.1}%  1/2-3/4 {:.1}%  >=3/4 {:.1}%",
+            "HEADS BY ENTROPY/MAX: <1/4 {:.1}%  <1/2 {:.1}%  <3/4 {:.1}%  TOP {:.1}%",
             f[0], f[1], f[2], f[3]
         ),
         ink,

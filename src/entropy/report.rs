@@ -67,6 +67,11 @@ pub fn report(
     Ok((rep, paths))
 }
 
+/// ε makes a one-hot head's entropy about −1e-9; print it as 0.00, not −0.00.
+pub(crate) fn no_neg_zero(v: f64) -> f64 {
+    if v < 0.0 && v > -0.005 { 0.0 } else { v }
+}
+
 fn layer_list(ls: &[usize]) -> String {
     ls.iter()
         .map(|l| l.to_string())
@@ -102,13 +107,17 @@ pub fn table(rep: &EntropyReport) -> String {
     for l in 0..s.layers {
         let _ = write!(out, "{l:>5} |");
         for &v in s.layer(l) {
-            let _ = write!(out, " {v:>5.2}");
+            let _ = write!(out, " {:>5.2}", no_neg_zero(v));
         }
         let c = a.layer_bin_counts[l];
         let _ = writeln!(
             out,
             " | {:>5.2} |      {:>3} {:>3} {:>3} {:>3}",
-            a.layer_means[l], c[0], c[1], c[2], c[3]
+            no_neg_zero(a.layer_means[l]),
+            c[0],
+            c[1],
+            c[2],
+            c[3]
         );
     }
     let e = a.bin_edges;
