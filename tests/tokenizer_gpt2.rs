@@ -30,11 +30,13 @@ fn embedded_rank_table_is_gpt2s() {
     let t = Gpt2Bpe::new();
     assert_eq!(t.vocab_size(), GPT2_VOCAB_SIZE);
     assert_eq!(t.eot_token(), Some(GPT2_EOT_TOKEN));
+    assert!(std::ptr::eq(Gpt2Bpe::shared(), Gpt2Bpe::shared()));
+    assert_eq!(Gpt2Bpe::shared().encode("Hello world"), [15496, 995]);
 }
 
 #[test]
 fn matches_reference_fixture_exactly() {
-    let t = Gpt2Bpe::new();
+    let t = Gpt2Bpe::shared();
     let f = fixture();
     assert!(f.cases.len() >= 60, "fixture has {} cases", f.cases.len());
     let mut failures = Vec::new();
@@ -54,7 +56,7 @@ fn matches_reference_fixture_exactly() {
 
 #[test]
 fn decode_of_encode_is_identity() {
-    let t = Gpt2Bpe::new();
+    let t = Gpt2Bpe::shared();
     for c in &fixture().cases {
         assert_eq!(t.decode(&t.encode(&c.text)).unwrap(), c.text);
         assert_eq!(t.decode(&c.ids).unwrap(), c.text);
@@ -63,7 +65,7 @@ fn decode_of_encode_is_identity() {
 
 #[test]
 fn well_known_ids() {
-    let t = Gpt2Bpe::new();
+    let t = Gpt2Bpe::shared();
     assert_eq!(t.encode("Hello world"), [15496, 995]);
     assert_eq!(t.decode(&[GPT2_EOT_TOKEN]).unwrap(), "<|endoftext|>");
     // Special-token text is ordinary text when encoding.
@@ -72,7 +74,7 @@ fn well_known_ids() {
 
 #[test]
 fn decode_errors() {
-    let t = Gpt2Bpe::new();
+    let t = Gpt2Bpe::shared();
     assert_eq!(
         t.decode(&[50257]).unwrap_err(),
         TokenizerError::UnknownToken {

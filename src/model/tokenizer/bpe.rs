@@ -60,6 +60,13 @@ impl Gpt2Bpe {
             .expect("embedded GPT-2 rank table parses")
     }
 
+    /// A process-wide instance, parsed once on first use (saves re-parsing the 50k-entry
+    /// table when several components need the tokenizer).
+    pub fn shared() -> &'static Gpt2Bpe {
+        static SHARED: std::sync::OnceLock<Gpt2Bpe> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Gpt2Bpe::new)
+    }
+
     /// The embedded rank table's bytes (for checking its hash).
     pub fn embedded_rank_file() -> &'static [u8] {
         GPT2_RANKS
