@@ -35,7 +35,9 @@ pub use regularizer::{
     AttnShape, Reduction, RegularizerConfig, RegularizerOutput, entropy_regularizer,
     softmax_backward,
 };
-pub use report::{CsvRow, EntropyReport, ReportPaths, parse_csv, report, table, to_csv};
+pub use report::{
+    CsvRow, EntropyReport, ReportPaths, parse_csv, report, report_with, table, to_csv,
+};
 pub use stats::{
     ENTROPY_EPS, EntropyAccumulator, EntropyStats, causal_max_entropy, head_entropies,
     query_entropies,

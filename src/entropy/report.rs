@@ -49,11 +49,23 @@ pub fn report(
     stats: &EntropyStats,
     out_dir: &Path,
 ) -> Result<(EntropyReport, ReportPaths), EntropyError> {
+    report_with(stats, Thresholds::default(), out_dir)
+}
+
+/// [`report`] with explicit flag thresholds.
+pub fn report_with(
+    stats: &EntropyStats,
+    thresholds: Thresholds,
+    out_dir: &Path,
+) -> Result<(EntropyReport, ReportPaths), EntropyError> {
     std::fs::create_dir_all(out_dir).map_err(|source| EntropyError::Io {
         path: out_dir.to_path_buf(),
         source,
     })?;
-    let rep = EntropyReport::new(stats.clone());
+    let rep = EntropyReport {
+        stats: stats.clone(),
+        analysis: EntropyAnalysis::new(stats, thresholds),
+    };
     let paths = ReportPaths {
         json: out_dir.join("entropy.json"),
         csv: out_dir.join("entropy.csv"),
