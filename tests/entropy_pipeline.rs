@@ -60,3 +60,28 @@ fn attention_to_report() {
         eprintln!("report kept in {}", dir.display());
     }
 }
+
+/// Timing figure, not a check: GPT-2-small shape (12 x 12 heads, T = 128).
+/// `cargo test --release --test entropy_pipeline -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_gpt2_small_shape() {
+    let (layers, heads, t) = (12, 12, 128);
+    let attn: Vec<Vec<f32>> = (0..layers)
+        .map(|l| layer_attn(heads, t, 0.1 + l as f64))
+        .collect();
+    let mut acc = EntropyAccumulator::new(layers, heads);
+    let t0 = std::time::Instant::now();
+    acc.add_sequence(&attn, t).unwrap();
+    let e = t0.elapsed();
+    let dir = std::env::temp_dir().join(format!("privlm-entropy-timing-{}", std::process::id()));
+    let t1 = std::time::Instant::now();
+    entropy::report(&acc.finish().unwrap(), &dir).unwrap();
+    let r = t1.elapsed();
+    std::fs::remove_dir_all(&dir).unwrap();
+    println!(
+        "entropy of 12x12x128x128 attention: {:.2} ms; report (json+csv+png): {:.1} ms",
+        e.as_secs_f64() * 1e3,
+        r.as_secs_f64() * 1e3
+    );
+}

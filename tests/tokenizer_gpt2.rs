@@ -129,3 +129,29 @@ fn kinds_by_name() {
         Err(TokenizerError::UnknownKind(_))
     ));
 }
+
+/// Throughput figure, not a check: `cargo test --release --test tokenizer_gpt2 -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing() {
+    let t0 = std::time::Instant::now();
+    let t = Gpt2Bpe::new();
+    let load = t0.elapsed();
+    let mut text = String::new();
+    for c in &fixture().cases {
+        text.push_str(&c.text);
+        text.push('\n');
+    }
+    let text = text.repeat(200);
+    let t1 = std::time::Instant::now();
+    let ids = t.encode(&text);
+    let enc = t1.elapsed();
+    println!(
+        "load {:.1} ms; encode {} bytes -> {} tokens in {:.1} ms ({:.2} MB/s)",
+        load.as_secs_f64() * 1e3,
+        text.len(),
+        ids.len(),
+        enc.as_secs_f64() * 1e3,
+        text.len() as f64 / enc.as_secs_f64() / 1e6
+    );
+}
