@@ -1,0 +1,3 @@
+//! Model.
+
+pub mod tokenizer;
