@@ -18,6 +18,7 @@ use crate::block::Block;
 use crate::channel::{Channel, ChannelError};
 
 pub mod ideal;
+pub mod one_of_n;
 
 /// Errors of OT protocols.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
