@@ -19,6 +19,11 @@ use crate::channel::{Channel, ChannelError};
 
 pub mod ideal;
 pub mod one_of_n;
+pub mod millionaire;
+pub mod b2a;
+pub mod gilboa;
+#[cfg(test)]
+mod apps_test_util;
 
 /// Errors of OT protocols.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
