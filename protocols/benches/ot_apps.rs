@@ -6,6 +6,9 @@
 //! The byte and round figures are printed once per group before timing; they come from the
 //! channels' counters (`stats().total()`), frame headers and count tags included.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use privlm_protocols::block::Block;
 use privlm_protocols::channel::{Channel, FramedChannel, mem};
@@ -72,8 +75,22 @@ fn shares(n: usize) -> (Vec<u64>, Vec<u64>) {
 
 async fn run_drelu(s: &mut Setup, x0: &[u64], x1: &[u64], p: DreluParams) {
     let (a, b) = tokio::join!(
-        drelu(&mut s.ch0, Role::Sender(&mut s.rs), &mut s.t0, &mut s.g0, x0, p),
-        drelu(&mut s.ch1, Role::Receiver(&mut s.rr), &mut s.t1, &mut s.g1, x1, p)
+        drelu(
+            &mut s.ch0,
+            Role::Sender(&mut s.rs),
+            &mut s.t0,
+            &mut s.g0,
+            x0,
+            p
+        ),
+        drelu(
+            &mut s.ch1,
+            Role::Receiver(&mut s.rr),
+            &mut s.t1,
+            &mut s.g1,
+            x1,
+            p
+        )
     );
     a.unwrap();
     b.unwrap();
@@ -149,10 +166,7 @@ fn bench_drelu(c: &mut Criterion) {
     g.bench_function("relu_64bit_4096", |b| {
         b.iter(|| rt.block_on(run_relu(&mut s, &x0, &x1, DreluParams::exact(64))))
     });
-    let p = OneOfN {
-        log_n: 4,
-        width: 2,
-    };
+    let p = OneOfN { log_n: 4, width: 2 };
     let tables = vec![3u64; n * 16];
     let choices: Vec<u32> = (0..n as u32).map(|i| i % 16).collect();
     g.bench_function("one_of_16_w2_4096", |b| {
@@ -197,7 +211,9 @@ fn bench_gilboa(c: &mut Criterion) {
     );
     let mut g = c.benchmark_group("ot_apps");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("gilboa_triples_1024", |b| b.iter(|| run(&mut ch0, &mut ch1)));
+    g.bench_function("gilboa_triples_1024", |b| {
+        b.iter(|| run(&mut ch0, &mut ch1))
+    });
     g.finish();
 }
 

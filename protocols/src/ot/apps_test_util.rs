@@ -1,12 +1,12 @@
 //! Test helpers for the OT applications: both parties' ends of every ideal correlation over one
 //! in-memory channel pair, and additive sharing of plaintext vectors.
 
+use crate::block::Block;
 use crate::channel::{FramedChannel, mem};
 use crate::ot::ideal::{
     IdealCotReceiver, IdealCotSender, IdealRotReceiver, IdealRotSender, ideal_cot, ideal_rot,
 };
 use crate::prg::Prg;
-use crate::block::Block;
 use rand_core::Rng;
 
 /// The random-OT role type of the ideal ends.
@@ -46,7 +46,11 @@ pub(crate) fn ends(seed: u64) -> Ends {
 /// Random additive shares of each value.
 pub(crate) fn share_all(xs: &[u64], prg: &mut Prg) -> (Vec<u64>, Vec<u64>) {
     let s0: Vec<u64> = xs.iter().map(|_| prg.next_u64()).collect();
-    let s1 = xs.iter().zip(&s0).map(|(x, r)| x.wrapping_sub(*r)).collect();
+    let s1 = xs
+        .iter()
+        .zip(&s0)
+        .map(|(x, r)| x.wrapping_sub(*r))
+        .collect();
     (s0, s1)
 }
 

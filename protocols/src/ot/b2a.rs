@@ -36,7 +36,7 @@ use crate::hash::FIXED_KEY_AES;
 use crate::share::Party;
 
 use super::millionaire::{BitTripleSource, DreluParams, RotRole, drelu};
-use super::one_of_n::{abort_local, mask, recv_packed, send_packed, BitWriter};
+use super::one_of_n::{BitWriter, abort_local, mask, recv_packed, send_packed};
 use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender};
 
 /// Correlated OTs per batch (a batch is one message each way).
@@ -80,7 +80,13 @@ fn hash_u64(blocks: &[Block], start: usize) -> Vec<u64> {
 
 /// Sender half: COT outputs `q` for instances `start..start + d.len()`; returns `s` and the
 /// packed `u` message.
-fn acot_sender_msg(q: &[Block], delta: Block, d: &[u64], widths: Widths, start: usize) -> (Vec<u64>, BitWriter) {
+fn acot_sender_msg(
+    q: &[Block],
+    delta: Block,
+    d: &[u64],
+    widths: Widths,
+    start: usize,
+) -> (Vec<u64>, BitWriter) {
     let h0 = hash_u64(q, start);
     let q1: Vec<Block> = q.iter().map(|x| *x ^ delta).collect();
     let h1 = hash_u64(&q1, start);
@@ -96,7 +102,13 @@ fn acot_sender_msg(q: &[Block], delta: Block, d: &[u64], widths: Widths, start: 
 }
 
 /// Receiver half: `H(t) + b·u` per instance.
-fn acot_receiver_out(t: &[Block], b: &[bool], u: &mut super::one_of_n::BitReader, widths: Widths, start: usize) -> Vec<u64> {
+fn acot_receiver_out(
+    t: &[Block],
+    b: &[bool],
+    u: &mut super::one_of_n::BitReader,
+    widths: Widths,
+    start: usize,
+) -> Vec<u64> {
     let h = hash_u64(t, start);
     (0..t.len())
         .map(|i| {
@@ -107,7 +119,11 @@ fn acot_receiver_out(t: &[Block], b: &[bool], u: &mut super::one_of_n::BitReader
         .collect()
 }
 
-async fn checked_cots<C: Channel, S: CotSender>(cot: &mut S, ch: &mut C, n: usize) -> Result<Vec<Block>, OtError> {
+async fn checked_cots<C: Channel, S: CotSender>(
+    cot: &mut S,
+    ch: &mut C,
+    n: usize,
+) -> Result<Vec<Block>, OtError> {
     let q = cot.send_cot(ch, n).await?;
     if q.len() != n {
         return Err(abort_local(ch, "correlated OT source returned a wrong count".into()).await);
@@ -115,7 +131,11 @@ async fn checked_cots<C: Channel, S: CotSender>(cot: &mut S, ch: &mut C, n: usiz
     Ok(q)
 }
 
-async fn checked_cotr<C: Channel, R: CotReceiver>(cot: &mut R, ch: &mut C, b: &[bool]) -> Result<Vec<Block>, OtError> {
+async fn checked_cotr<C: Channel, R: CotReceiver>(
+    cot: &mut R,
+    ch: &mut C,
+    b: &[bool],
+) -> Result<Vec<Block>, OtError> {
     let t = cot.recv_cot(ch, b).await?;
     if t.len() != b.len() {
         return Err(abort_local(ch, "correlated OT source returned a wrong count".into()).await);
@@ -239,11 +259,19 @@ pub async fn b2a_bits<C: Channel, S: CotSender, R: CotReceiver>(
             let d: Vec<u64> = bits.iter().map(|&b| b as u64).collect();
             let s = acot_send(cot, ch, &d, Widths::Const(64), "B2A").await?;
             // b0 - 2·(-s)
-            Ok(bits.iter().zip(s).map(|(&b, s)| (b as u64).wrapping_add(s << 1)).collect())
+            Ok(bits
+                .iter()
+                .zip(s)
+                .map(|(&b, s)| (b as u64).wrapping_add(s << 1))
+                .collect())
         }
         CotRole::Receiver(cot) => {
             let w = acot_recv(cot, ch, bits, Widths::Const(64), "B2A").await?;
-            Ok(bits.iter().zip(w).map(|(&b, w)| (b as u64).wrapping_sub(w << 1)).collect())
+            Ok(bits
+                .iter()
+                .zip(w)
+                .map(|(&b, w)| (b as u64).wrapping_sub(w << 1))
+                .collect())
         }
     }
 }
@@ -271,7 +299,10 @@ pub async fn b2a_values<C: Channel, S: CotSender, R: CotReceiver>(
             let d: Vec<u64> = flat.iter().map(|&b| b as u64).collect();
             (acot_send(cot, ch, &d, widths, "B2A value").await?, 1)
         }
-        CotRole::Receiver(cot) => (acot_recv(cot, ch, &flat, widths, "B2A value").await?, u64::MAX),
+        CotRole::Receiver(cot) => (
+            acot_recv(cot, ch, &flat, widths, "B2A value").await?,
+            u64::MAX,
+        ),
     };
     // Sender's share of b0·b1 is -s, receiver's is w: share of bit i is b_i - 2·(±prod).
     Ok(values
@@ -408,8 +439,22 @@ mod tests {
             let (b0, b1) = share_bits(&bits, &mut prg);
             let mut e = ends(n as u64);
             let (y0, y1) = tokio::join!(
-                mux(Party::P0, &mut e.ch0, &mut e.cot_s01, &mut e.cot_r10, &x0, &b0),
-                mux(Party::P1, &mut e.ch1, &mut e.cot_s10, &mut e.cot_r01, &x1, &b1)
+                mux(
+                    Party::P0,
+                    &mut e.ch0,
+                    &mut e.cot_s01,
+                    &mut e.cot_r10,
+                    &x0,
+                    &b0
+                ),
+                mux(
+                    Party::P1,
+                    &mut e.ch1,
+                    &mut e.cot_s10,
+                    &mut e.cot_r01,
+                    &x1,
+                    &b1
+                )
             );
             let (y0, y1) = (y0.unwrap(), y1.unwrap());
             for i in 0..n {
@@ -467,8 +512,22 @@ mod tests {
     async fn mux_count_mismatch_aborts() {
         let mut e = ends(3);
         let (a, b) = tokio::join!(
-            mux(Party::P0, &mut e.ch0, &mut e.cot_s01, &mut e.cot_r10, &[1, 2, 3], &[true, false, true]),
-            mux(Party::P1, &mut e.ch1, &mut e.cot_s10, &mut e.cot_r01, &[1, 2], &[true, false])
+            mux(
+                Party::P0,
+                &mut e.ch0,
+                &mut e.cot_s01,
+                &mut e.cot_r10,
+                &[1, 2, 3],
+                &[true, false, true]
+            ),
+            mux(
+                Party::P1,
+                &mut e.ch1,
+                &mut e.cot_s10,
+                &mut e.cot_r01,
+                &[1, 2],
+                &[true, false]
+            )
         );
         let msg = format!("{} / {}", a.unwrap_err(), b.unwrap_err());
         assert!(msg.contains("disagrees"), "{msg}");

@@ -190,7 +190,10 @@ impl<S: CotSender, R: CotReceiver> ElementwiseTripleSource for GilboaTriples<S, 
 pub fn matrix_triple_cost(m: usize, k: usize, n: usize) -> (u64, u64, u64) {
     let (m, k, n) = (m as u128, k as u128, n as u128);
     let cots = k.saturating_mul(n).saturating_mul(2 * 64);
-    let msg = m.saturating_mul(k).saturating_mul(n).saturating_mul(2 * 2080 / 8);
+    let msg = m
+        .saturating_mul(k)
+        .saturating_mul(n)
+        .saturating_mul(2 * 2080 / 8);
     let total = cots
         .saturating_mul(BYTES_PER_COT_ESTIMATE as u128)
         .saturating_add(msg);
@@ -200,7 +203,11 @@ pub fn matrix_triple_cost(m: usize, k: usize, n: usize) -> (u64, u64, u64) {
 
 /// Answers a request for a `(m×k)·(k×n)` matrix triple from the OT-based (dealer-free) source:
 /// always [`TripleError::MatrixTooExpensive`] with the estimated cost; nothing is attempted.
-pub fn matrix_triple_by_ot(m: usize, k: usize, n: usize) -> Result<std::convert::Infallible, TripleError> {
+pub fn matrix_triple_by_ot(
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Result<std::convert::Infallible, TripleError> {
     let (cots, msg_bytes, estimated_bytes) = matrix_triple_cost(m, k, n);
     Err(TripleError::MatrixTooExpensive {
         m,
@@ -232,7 +239,11 @@ mod tests {
         for i in 0..n {
             let a = x.a[i].wrapping_add(y.a[i]);
             let b = x.b[i].wrapping_add(y.b[i]);
-            assert_eq!(x.c[i].wrapping_add(y.c[i]), a.wrapping_mul(b), "n={n} i={i}");
+            assert_eq!(
+                x.c[i].wrapping_add(y.c[i]),
+                a.wrapping_mul(b),
+                "n={n} i={i}"
+            );
         }
         // Two more calls on the same sources stay consistent.
         let (x, y) = tokio::join!(
@@ -278,10 +289,19 @@ mod tests {
             panic!("wrong error")
         };
         // 2·(768·768·64·16 + 128·768·768·260) bytes.
-        assert_eq!(estimated_bytes, 2 * (768 * 768 * 64 * 16 + 128 * 768 * 768 * 260));
+        assert_eq!(
+            estimated_bytes,
+            2 * (768 * 768 * 64 * 16 + 128 * 768 * 768 * 260)
+        );
         let text = e.to_string();
-        assert!(text.contains("40.") && text.contains("GB") && text.contains("dealer"), "{text}");
+        assert!(
+            text.contains("40.") && text.contains("GB") && text.contains("dealer"),
+            "{text}"
+        );
         assert_eq!(matrix_triple_cost(0, 5, 5).1, 0);
-        assert_eq!(matrix_triple_cost(usize::MAX, usize::MAX, usize::MAX).2, u64::MAX);
+        assert_eq!(
+            matrix_triple_cost(usize::MAX, usize::MAX, usize::MAX).2,
+            u64::MAX
+        );
     }
 }

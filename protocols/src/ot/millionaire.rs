@@ -143,8 +143,16 @@ impl BitTripleSource for IdealBitTriples {
         for _ in 0..n {
             let r = rand_core::Rng::next_u64(&mut self.prg);
             let bit = |i: u32| (r >> i) & 1 == 1;
-            let (a0, a1, b10, b11, b20, b21, c10, c20) =
-                (bit(0), bit(1), bit(2), bit(3), bit(4), bit(5), bit(6), bit(7));
+            let (a0, a1, b10, b11, b20, b21, c10, c20) = (
+                bit(0),
+                bit(1),
+                bit(2),
+                bit(3),
+                bit(4),
+                bit(5),
+                bit(6),
+                bit(7),
+            );
             let c1 = (a0 ^ a1) & (b10 ^ b11);
             let c2 = (a0 ^ a1) & (b20 ^ b21);
             let pick = |s0: bool, s1: bool| if p1 { s1 } else { s0 };
@@ -197,7 +205,11 @@ impl<S: RotSender, R: RotReceiver> BitTripleSource for RotBitTriples<S, R> {
             (self.sender.send_rot(ch, n).await?, r)
         };
         if sent.len() != n || choice.len() != n || got.len() != n {
-            return Err(abort_local(ch, "bit triples: random OT source returned too few OTs".into()).await);
+            return Err(abort_local(
+                ch,
+                "bit triples: random OT source returned too few OTs".into(),
+            )
+            .await);
         }
         let mut t = PairedBitTriples::default();
         for i in 0..n {
@@ -254,8 +266,8 @@ async fn and_paired<C: Channel>(
         w.push_bit(x[i] ^ t.a[off + i]);
         w.push_bit(y1[i] ^ t.b1[off + i]);
     }
-    for i in 0..n2 {
-        w.push_bit(y2[i] ^ t.b2[off + i]);
+    for (i, &y) in y2.iter().enumerate() {
+        w.push_bit(y ^ t.b2[off + i]);
     }
     send_packed(ch, tag, w).await?;
     let mut r: BitReader = recv_packed(ch, tag, nbits, "millionaire AND").await?;
@@ -367,7 +379,11 @@ where
     let need = tree_nodes(q) * n;
     let t = triples.paired_triples(ch, need).await?;
     if !t.consistent(need) {
-        return Err(abort_local(ch, format!("millionaire: triple source returned a wrong count (wanted {need})")).await);
+        return Err(abort_local(
+            ch,
+            format!("millionaire: triple source returned a wrong count (wanted {need})"),
+        )
+        .await);
     }
     let adds_public = role.is_sender();
     let mut off = 0usize;
@@ -441,7 +457,9 @@ where
     G: CryptoRng + Send + ?Sized,
 {
     if bits > 64 || !(1..=8).contains(&digit_bits) {
-        let r = format!("millionaire: bits {bits} must be at most 64 and digit bits {digit_bits} in 1..=8");
+        let r = format!(
+            "millionaire: bits {bits} must be at most 64 and digit bits {digit_bits} in 1..=8"
+        );
         return Err(abort_local(ch, r).await);
     }
     let mut out = Vec::with_capacity(inputs.len());
@@ -591,7 +609,14 @@ mod tests {
         let mut e = ends(seed);
         let (mut g0, mut g1) = (Prg::from_u64(seed + 1), Prg::from_u64(seed + 2));
         let (a, b) = tokio::join!(
-            msb(&mut e.ch0, Role::Sender(&mut e.rot_s01), t0, &mut g0, &s0, p),
+            msb(
+                &mut e.ch0,
+                Role::Sender(&mut e.rot_s01),
+                t0,
+                &mut g0,
+                &s0,
+                p
+            ),
             msb(
                 &mut e.ch1,
                 Role::Receiver(&mut e.rot_r01),
@@ -601,7 +626,11 @@ mod tests {
                 p
             )
         );
-        a.unwrap().iter().zip(b.unwrap()).map(|(x, y)| x ^ y).collect()
+        a.unwrap()
+            .iter()
+            .zip(b.unwrap())
+            .map(|(x, y)| x ^ y)
+            .collect()
     }
 
     fn boundary(l: u32) -> Vec<u64> {
@@ -610,7 +639,12 @@ mod tests {
         let max = half - 1;
         let mut v = vec![0, 1, u64::MAX, min, max, min + 1, max - 1, 2, u64::MAX - 1];
         if l < 64 {
-            v.extend([half / 2, (half / 2).wrapping_neg(), 17, 17u64.wrapping_neg()]);
+            v.extend([
+                half / 2,
+                (half / 2).wrapping_neg(),
+                17,
+                17u64.wrapping_neg(),
+            ]);
         }
         v.into_iter().map(|x| in_domain(x, l)).collect()
     }
@@ -668,7 +702,10 @@ mod tests {
         let mut t0 = RotBitTriples::new(Party::P0, s01, r10);
         let mut t1 = RotBitTriples::new(Party::P1, s10, r01);
         let (mut a, mut b) = crate::channel::mem::pair();
-        let (x, y) = tokio::join!(t0.paired_triples(&mut a, 500), t1.paired_triples(&mut b, 500));
+        let (x, y) = tokio::join!(
+            t0.paired_triples(&mut a, 500),
+            t1.paired_triples(&mut b, 500)
+        );
         let (x, y) = (x.unwrap(), y.unwrap());
         let mut ones = 0;
         for i in 0..500 {
@@ -713,7 +750,10 @@ mod tests {
             if g != plain_msb(*x, 64) {
                 wrong += 1;
                 let low = x & mask(l - 1);
-                assert!(low < (1 << k), "wrong far from the documented set: x={x:#x}");
+                assert!(
+                    low < (1 << k),
+                    "wrong far from the documented set: x={x:#x}"
+                );
                 assert_eq!(g, (*x as i64) >= 0, "an error flips the sign bit");
             }
         }
@@ -732,7 +772,14 @@ mod tests {
             let (mut g0, mut g1) = (Prg::from_u64(1), Prg::from_u64(2));
             let p = DreluParams::exact(l);
             let (a, b) = tokio::join!(
-                drelu(&mut e.ch0, Role::Sender(&mut e.rot_s01), &mut t0, &mut g0, &s0, p),
+                drelu(
+                    &mut e.ch0,
+                    Role::Sender(&mut e.rot_s01),
+                    &mut t0,
+                    &mut g0,
+                    &s0,
+                    p
+                ),
                 drelu(
                     &mut e.ch1,
                     Role::Receiver(&mut e.rot_r01),
@@ -755,7 +802,15 @@ mod tests {
             let (x0, x1) = share_all(&xs2, &mut prg);
             let (y0, y1) = share_all(&ys, &mut prg);
             let (a, b) = tokio::join!(
-                less_than(&mut e.ch0, Role::Sender(&mut e.rot_s01), &mut t0, &mut g0, &x0, &y0, p),
+                less_than(
+                    &mut e.ch0,
+                    Role::Sender(&mut e.rot_s01),
+                    &mut t0,
+                    &mut g0,
+                    &x0,
+                    &y0,
+                    p
+                ),
                 less_than(
                     &mut e.ch1,
                     Role::Receiver(&mut e.rot_r01),
@@ -788,7 +843,15 @@ mod tests {
             let (mut t0, mut t1) = ideal_bit_triples([7; 32]);
             let (mut g0, mut g1) = (Prg::from_u64(1), Prg::from_u64(2));
             let (a, b) = tokio::join!(
-                millionaire(&mut e.ch0, Role::Sender(&mut e.rot_s01), &mut t0, &mut g0, &xs, bits, 4),
+                millionaire(
+                    &mut e.ch0,
+                    Role::Sender(&mut e.rot_s01),
+                    &mut t0,
+                    &mut g0,
+                    &xs,
+                    bits,
+                    4
+                ),
                 millionaire(
                     &mut e.ch1,
                     Role::Receiver(&mut e.rot_r01),
@@ -829,7 +892,14 @@ mod tests {
         let (mut g0, mut g1) = (Prg::from_u64(1), Prg::from_u64(2));
         let p = DreluParams::exact(16);
         let (a, b) = tokio::join!(
-            msb(&mut e.ch0, Role::Sender(&mut e.rot_s01), &mut t0, &mut g0, &[1, 2, 3], p),
+            msb(
+                &mut e.ch0,
+                Role::Sender(&mut e.rot_s01),
+                &mut t0,
+                &mut g0,
+                &[1, 2, 3],
+                p
+            ),
             msb(
                 &mut e.ch1,
                 Role::Receiver(&mut e.rot_r01),
