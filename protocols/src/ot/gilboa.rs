@@ -224,38 +224,46 @@ mod tests {
     use super::*;
     use crate::ot::apps_test_util::ends;
 
+    /// The harness for any [`ElementwiseTripleSource`] pair (the dealer's provider can be
+    /// checked with it too): `n` triples, then 3 more from the same sources.
+    async fn check_source<T: ElementwiseTripleSource, C: Channel>(
+        t0: &mut T,
+        t1: &mut T,
+        ch0: &mut C,
+        ch1: &mut C,
+        n: usize,
+    ) {
+        for n in [n, 3] {
+            let (x, y) = tokio::join!(
+                t0.elementwise_triples(ch0, n),
+                t1.elementwise_triples(ch1, n)
+            );
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert_eq!((x.a.len(), x.b.len(), x.c.len()), (n, n, n));
+            assert_eq!((y.a.len(), y.b.len(), y.c.len()), (n, n, n));
+            for i in 0..n {
+                let a = x.a[i].wrapping_add(y.a[i]);
+                let b = x.b[i].wrapping_add(y.b[i]);
+                assert_eq!(
+                    x.c[i].wrapping_add(y.c[i]),
+                    a.wrapping_mul(b),
+                    "n={n} i={i}"
+                );
+            }
+            if n >= 8 {
+                // Shares and values are not degenerate.
+                assert!(x.a.iter().any(|&v| v != 0) && y.b.iter().any(|&v| v != 0));
+                assert!(x.a != y.a);
+            }
+        }
+    }
+
     async fn check(n: usize, seed: u64) {
         let e = ends(seed);
         let (mut ch0, mut ch1) = (e.ch0, e.ch1);
         let mut g0 = GilboaTriples::new(Party::P0, e.cot_s01, e.cot_r10, [1; 32]);
         let mut g1 = GilboaTriples::new(Party::P1, e.cot_s10, e.cot_r01, [2; 32]);
-        let (x, y) = tokio::join!(
-            g0.elementwise_triples(&mut ch0, n),
-            g1.elementwise_triples(&mut ch1, n)
-        );
-        let (x, y) = (x.unwrap(), y.unwrap());
-        assert_eq!((x.a.len(), x.b.len(), x.c.len()), (n, n, n));
-        assert_eq!((y.a.len(), y.b.len(), y.c.len()), (n, n, n));
-        for i in 0..n {
-            let a = x.a[i].wrapping_add(y.a[i]);
-            let b = x.b[i].wrapping_add(y.b[i]);
-            assert_eq!(
-                x.c[i].wrapping_add(y.c[i]),
-                a.wrapping_mul(b),
-                "n={n} i={i}"
-            );
-        }
-        // Two more calls on the same sources stay consistent.
-        let (x, y) = tokio::join!(
-            g0.elementwise_triples(&mut ch0, 3),
-            g1.elementwise_triples(&mut ch1, 3)
-        );
-        let (x, y) = (x.unwrap(), y.unwrap());
-        for i in 0..3 {
-            let a = x.a[i].wrapping_add(y.a[i]);
-            let b = x.b[i].wrapping_add(y.b[i]);
-            assert_eq!(x.c[i].wrapping_add(y.c[i]), a.wrapping_mul(b));
-        }
+        check_source(&mut g0, &mut g1, &mut ch0, &mut ch1, n).await;
     }
 
     #[tokio::test]

@@ -323,14 +323,22 @@ pub(crate) async fn send_mixed<C: Channel, S: RotSender>(
         for db in dbits.iter_mut().take(k) {
             *db = d.read_bit();
         }
-        for v in 0..s.n() {
-            let mut pad = 0u64;
-            for (j, &dj) in dbits.iter().enumerate().take(k) {
-                let b = (((v >> j) & 1) == 1) ^ dj;
-                let base = e_off + (2 * j + b as usize) * nb;
-                pad ^= s.slot(&exp[base..base + nb], v);
+        // Walk the slots block by block (no division in the inner loop).
+        let spb = s.slots_per_block();
+        let m = mask(s.width);
+        let n = s.n();
+        let mut v = 0usize;
+        for blk in 0..nb {
+            for t in 0..spb.min(n - v) {
+                let off = t as u32 * s.width;
+                let mut pad = 0u64;
+                for (j, &dj) in dbits.iter().enumerate().take(k) {
+                    let b = (((v >> j) & 1) == 1) ^ dj;
+                    pad ^= (exp[e_off + (2 * j + b as usize) * nb + blk].0 >> off) as u64;
+                }
+                w.push(tables[t_off + v] ^ (pad & m), s.width);
+                v += 1;
             }
-            w.push(tables[t_off + v] ^ pad, s.width);
         }
         e_off += 2 * k * nb;
         t_off += s.n();
