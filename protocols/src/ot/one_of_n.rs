@@ -500,7 +500,15 @@ mod tests {
         }
     }
 
-    async fn run(p: OneOfN, count: usize, seed: u64) {
+    /// The harness for any random-OT implementation: `count` 1-of-N OTs of shape `p` over a
+    /// fresh channel pair, compared with the tables.
+    async fn run_with<S: RotSender, R: RotReceiver>(
+        s: &mut S,
+        r: &mut R,
+        p: OneOfN,
+        count: usize,
+        seed: u64,
+    ) {
         let mut prg = Prg::from_u64(seed);
         let tables: Vec<u64> = (0..count * p.n())
             .map(|_| prg.next_u64() & mask(p.width))
@@ -509,10 +517,9 @@ mod tests {
             .map(|_| (prg.next_u64() % p.n() as u64) as u32)
             .collect();
         let (mut a, mut b) = crate::channel::mem::pair();
-        let (mut s, mut r) = ideal_rot(prg.gen_seed());
         let (x, y) = tokio::join!(
-            send_one_of_n(&mut s, &mut a, p, &tables),
-            recv_one_of_n(&mut r, &mut b, p, &choices)
+            send_one_of_n(s, &mut a, p, &tables),
+            recv_one_of_n(r, &mut b, p, &choices)
         );
         x.unwrap();
         let got = y.unwrap();
@@ -524,6 +531,11 @@ mod tests {
                 "instance {i}"
             );
         }
+    }
+
+    async fn run(p: OneOfN, count: usize, seed: u64) {
+        let (mut s, mut r) = ideal_rot(Prg::from_u64(seed ^ 77).gen_seed());
+        run_with(&mut s, &mut r, p, count, seed).await;
     }
 
     #[tokio::test]
