@@ -796,9 +796,29 @@ mod tests {
             let ys: Vec<u64> = (0..xs.len())
                 .map(|i| in_domain(prg.next_u64(), l - 1) ^ (i as u64 & 1))
                 .collect();
-            let xs2: Vec<u64> = xs.iter().map(|&x| in_domain(x, l - 1)).collect();
+            let mut xs2: Vec<u64> = xs.iter().map(|&x| in_domain(x, l - 1)).collect();
             let mut ys = ys;
             ys[0] = xs2[0]; // equal values
+            // Edges of the domain [-2^(l-2), 2^(l-2)): min/max against each other, 0, ±1.
+            let q = 1u64 << (l - 2);
+            let (lo, hi) = (q.wrapping_neg(), q - 1);
+            let edges = [
+                (lo, hi),
+                (hi, lo),
+                (lo, lo),
+                (hi, hi),
+                (0, 0),
+                (u64::MAX, 0),
+                (0, u64::MAX),
+                (1, 0),
+                (0, 1),
+                (lo, lo + 1),
+                (hi - 1, hi),
+            ];
+            for (i, (a, b)) in edges.into_iter().enumerate() {
+                xs2[i + 1] = a;
+                ys[i + 1] = b;
+            }
             let (x0, x1) = share_all(&xs2, &mut prg);
             let (y0, y1) = share_all(&ys, &mut prg);
             let (a, b) = tokio::join!(

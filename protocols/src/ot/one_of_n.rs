@@ -606,6 +606,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn wrong_length_aborts_with_reason() {
+        // A receiver that sends its choice corrections one byte short (right count tag).
+        let p = OneOfN { log_n: 4, width: 2 };
+        let (mut a, mut b) = crate::channel::mem::pair();
+        let (mut s, mut r) = ideal_rot([6; 32]);
+        let tables = vec![0u64; 4 * 16];
+        let (x, y) = tokio::join!(send_one_of_n(&mut s, &mut a, p, &tables), async {
+            r.recv_rot(&mut b, 16).await.unwrap();
+            let mut msg = 4u64.to_le_bytes().to_vec();
+            msg.push(0); // 16 bits are 2 bytes; send 1
+            b.send_bytes(&msg).await.unwrap();
+            b.recv_bytes_bounded(1 << 10).await
+        });
+        let e = x.unwrap_err().to_string();
+        assert!(e.contains("expected 10 bytes, peer sent 9"), "{e}");
+        let e = y.unwrap_err().to_string();
+        assert!(e.contains("expected 10 bytes"), "{e}");
+    }
+
+    #[tokio::test]
     async fn bad_arguments_abort_without_panic() {
         let (mut a, mut b) = crate::channel::mem::pair();
         let (mut s, mut r) = ideal_rot([5; 32]);
