@@ -17,7 +17,13 @@ use std::future::Future;
 use crate::block::Block;
 use crate::channel::{Channel, ChannelError};
 
+#[cfg(test)]
+mod apps_test_util;
+pub mod b2a;
+pub mod gilboa;
 pub mod ideal;
+pub mod millionaire;
+pub mod one_of_n;
 
 /// Errors of OT protocols.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
