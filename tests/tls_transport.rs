@@ -448,3 +448,44 @@ async fn peer_close_is_reported() {
     let e = b.recv_u64s(1, "x").await.unwrap_err();
     assert_eq!(e, ChannelError::Closed);
 }
+
+/// LOCAL knobs at their extremes (tiny frames, no write buffer, queues of one frame) change
+/// only the framing overhead, never the data; simultaneous sends still do not deadlock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_knobs_at_extremes_keep_results() {
+    let tiny = ChannelConfig {
+        max_frame_len: 4096,
+        write_buffer_len: 1,
+        read_queue_frames: 1,
+        write_queue_frames: 1,
+        ..ChannelConfig::default()
+    };
+    let (mut a, mut b) = tls_pair(tiny).await;
+    let mut rng = Prg::from_u64(9);
+    let n = (1 << 17) + 3; // 1 MiB + 24 bytes: 257 frames of 4 KiB
+    let x = RingTensor::random(&[n], &mut rng);
+    let y = RingTensor::random(&[3, n], &mut rng);
+    let (x2, y2) = (x.clone(), y.clone());
+    let ta = tokio::spawn(async move {
+        a.send_tensor(&x2).await.unwrap();
+        let got = a.recv_tensor(&[3, n], "y").await.unwrap();
+        a.flush().await.unwrap();
+        (got, a.stats().total())
+    });
+    let tb = tokio::spawn(async move {
+        b.send_tensor(&y2).await.unwrap();
+        let got = b.recv_tensor(&[n], "x").await.unwrap();
+        (got, b.stats().total())
+    });
+    let ((gy, ca), (gx, cb)) = (ta.await.unwrap(), tb.await.unwrap());
+    assert_eq!(gx, x);
+    assert_eq!(gy, y);
+    // Shape message (1 + 8 bytes, one frame) plus elements in 4 KiB frames.
+    let wire = |elems: usize, rank: usize| {
+        (1 + 8 * rank + 4) as u64 + (8 * elems) as u64 + 4 * (8 * elems).div_ceil(4096) as u64
+    };
+    assert_eq!(ca.bytes_sent, wire(n, 1));
+    assert_eq!(cb.bytes_recv, wire(n, 1));
+    assert_eq!(cb.bytes_sent, wire(3 * n, 2));
+    assert_eq!(ca.bytes_recv, wire(3 * n, 2));
+}

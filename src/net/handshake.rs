@@ -116,7 +116,8 @@ async fn run<C: Channel>(
     let peer_version = u32::from_le_bytes(peer_pre[4..].try_into().expect("4 bytes"));
     if peer_version != PROTOCOL_VERSION {
         // Read (and ignore) the peer's hello so that closing does not reset the connection
-        // under data the peer has yet to read; its format may differ from ours.
+        // under data the peer has yet to read; its format may differ from ours. Every
+        // version must keep this shape: an 8-byte preamble, then exactly one message.
         let max = ch.config().max_message_len;
         let _ = ch.recv_bytes_bounded(max).await;
         let e = HandshakeError::Mismatch(Difference {
