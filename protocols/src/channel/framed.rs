@@ -343,10 +343,22 @@ async fn read_frame<R: AsyncRead + Unpin>(
             max: max_frame,
         });
     }
-    let mut data = vec![0u8; len];
-    let got = read_full(r, &mut data).await?;
-    if got < len {
-        return Err(ChannelError::Truncated { expected: len, got });
+    // Read into spare capacity: the payload buffer is never zeroed first.
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        let want = (len - data.len()) as u64;
+        match (&mut *r).take(want).read_buf(&mut data).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ChannelError::Io(e.to_string())),
+        }
+    }
+    if data.len() < len {
+        return Err(ChannelError::Truncated {
+            expected: len,
+            got: data.len(),
+        });
     }
     if h & FLAG_ABORT != 0 {
         return Err(ChannelError::PeerAborted(
