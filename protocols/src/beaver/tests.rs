@@ -1,0 +1,1 @@
+//! Two-party tests of the Beaver layer, truncation and the dealer.
