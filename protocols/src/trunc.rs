@@ -10,8 +10,9 @@
 //!   circuits", CRYPTO 2020). With a pair `(r, r_63, (r mod 2^63) >> f)` from the dealer, the
 //!   parties open `c = x + 2^62 + r` and compute
 //!   `(c mod 2^63) >> f - (r mod 2^63) >> f + 2^(63-f) (c_63 XOR r_63) - 2^(62-f)`.
-//!   For `|x| < 2^62` the result is `floor(x / 2^f) - b` with `b` in {0, 1}, **never** a
-//!   wrap-around. Cost: one round, 8 bytes per element each way, 16 bytes per element from the
+//!   For `|x| < 2^62` the result is `floor(x / 2^f) + b` with `b` in {0, 1}, **never** a
+//!   wrap-around; `b = 1` with probability `(x mod 2^f) / 2^f`, so the result is `x / 2^f`
+//!   rounded stochastically (unbiased, error below one unit). Cost: one round, 8 bytes per element each way, 16 bytes per element from the
 //!   dealer to P1.
 //! - [`trunc_local`] (SecureML, Mohassel and Zhang, S&P 2017): each party shifts its own share.
 //!   No communication, but it fails catastrophically (an error of about `2^(64-f)`) with
@@ -23,8 +24,11 @@
 //! `v XOR r_63`, so `v = c_63 XOR r_63 = c_63 + r_63 - 2 c_63 r_63`, linear in the shares of
 //! `r_63` since `c_63` is public. Then `x' = c_lo - r_lo + 2^63 v` exactly, and
 //! `floor(x' / 2^f) = floor(c_lo / 2^f) - floor(r_lo / 2^f) - borrow + 2^(63-f) v` with
-//! `borrow = [c_lo mod 2^f < r_lo mod 2^f]`. Finally `floor(x / 2^f) = floor(x' / 2^f) -
-//! 2^(62-f)`. The opened `c` is uniform (one-time pad by `r`).
+//! `borrow = [c_lo mod 2^f < r_lo mod 2^f]`; the protocol omits the borrow (it would need a
+//! comparison), so it outputs `floor(x' / 2^f) + borrow`, and `borrow = 1` exactly when adding
+//! the low `f` bits of `r` to those of `x'` carries, with probability `(x' mod 2^f) / 2^f`.
+//! Finally `floor(x / 2^f) = floor(x' / 2^f) - 2^(62-f)`. The opened `c` is uniform (one-time
+//! pad by `r`), independent of `x`.
 
 use crate::beaver::{BeaverError, TripleProvider};
 use crate::channel::Channel;
@@ -66,8 +70,8 @@ fn check_bits(frac_bits: u32) -> Result<(), BeaverError> {
     Ok(())
 }
 
-/// Dealer-assisted truncation (see the module docs): shares of `floor(x / 2^f) - b`,
-/// `b` in {0, 1}, for every `|x| < 2^62`.
+/// Dealer-assisted truncation (see the module docs): shares of `floor(x / 2^f) + b`,
+/// `b` in {0, 1} (stochastic rounding), for every `|x| < 2^62`.
 pub async fn trunc<C: Channel, P: TripleProvider>(
     ch: &mut C,
     prov: &mut P,

@@ -167,7 +167,11 @@ where
         let _ = tokio::join!(a.abort(&p), b.abort(&p));
         return Err(DealerError::Handshake(p));
     }
-    let mut chs = if ha.party == Party::P0 { [a, b] } else { [b, a] };
+    let mut chs = if ha.party == Party::P0 {
+        [a, b]
+    } else {
+        [b, a]
+    };
     for (p, ch) in chs.iter_mut().enumerate() {
         let w = Welcome {
             seed: seeds[p],
@@ -175,7 +179,11 @@ where
         };
         if let Err(source) = ch.send_msg(&w).await {
             let party = if p == 0 { Party::P0 } else { Party::P1 };
-            abort_both(&mut chs, "the dealer lost the other party during the handshake").await;
+            abort_both(
+                &mut chs,
+                "the dealer lost the other party during the handshake",
+            )
+            .await;
             return Err(DealerError::Channel { party, source });
         }
     }

@@ -65,9 +65,9 @@ impl Registry {
     pub(crate) fn admit(&mut self, req: &Request) -> Result<(), BeaverError> {
         match *req {
             Request::WeightMask { id, k, m } => match self.weights.get(&id) {
-                Some(&(k0, m0)) if (k0, m0) != (k, m) => Err(BeaverError::InvalidRequest(
-                    format!("weight {id} was registered as {k0}x{m0}, now asked as {k}x{m}"),
-                )),
+                Some(&(k0, m0)) if (k0, m0) != (k, m) => Err(BeaverError::InvalidRequest(format!(
+                    "weight {id} was registered as {k0}x{m0}, now asked as {k}x{m}"
+                ))),
                 _ => {
                     self.weights.insert(id, (k, m));
                     Ok(())
@@ -103,7 +103,11 @@ pub(crate) fn expand_local(
         Request::Elementwise { n } => {
             let a = fill(&mut st.get(0), n);
             let b = fill(&mut st.get(1), n);
-            let c = if p0 { fill(&mut st.get(2), n) } else { correction };
+            let c = if p0 {
+                fill(&mut st.get(2), n)
+            } else {
+                correction
+            };
             Material::Elem(ElemTriple {
                 a: tensor(&[n], a),
                 b: tensor(&[n], b),
@@ -126,7 +130,11 @@ pub(crate) fn expand_local(
         }
         Request::Square { n } => {
             let r = fill(&mut st.get(0), n);
-            let r2 = if p0 { fill(&mut st.get(2), n) } else { correction };
+            let r2 = if p0 {
+                fill(&mut st.get(2), n)
+            } else {
+                correction
+            };
             Material::Square(SquarePair {
                 r: tensor(&[n], r),
                 r2: tensor(&[n], r2),
@@ -327,14 +335,7 @@ impl CorrectionGen {
                 }
                 c
             }
-            Kind::Weight {
-                a,
-                c0,
-                b,
-                n,
-                k,
-                m,
-            } => {
+            Kind::Weight { a, c0, b, n, k, m } => {
                 let av = fill(a, *n * *k);
                 let mut c = matmul(&av, b, *n, *k, *m);
                 for v in c.iter_mut() {

@@ -212,7 +212,8 @@ pub async fn square<C: Channel, P: TripleProvider>(
     let out: Vec<u64> = (0..n)
         .map(|i| {
             let d = masked[i].wrapping_add(peer[i]);
-            let mut z = pair.r2.data()[i].wrapping_add(d.wrapping_mul(pair.r.data()[i]).wrapping_mul(2));
+            let mut z =
+                pair.r2.data()[i].wrapping_add(d.wrapping_mul(pair.r.data()[i]).wrapping_mul(2));
             if party == Party::P0 {
                 z = z.wrapping_add(d.wrapping_mul(d));
             }

@@ -43,7 +43,12 @@ pub struct ServerWeight {
 
 impl std::fmt::Debug for ServerWeight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ServerWeight(id={}, shape={:?})", self.id, self.w.shape())
+        write!(
+            f,
+            "ServerWeight(id={}, shape={:?})",
+            self.id,
+            self.w.shape()
+        )
     }
 }
 
@@ -55,7 +60,12 @@ pub struct ClientWeight {
 
 impl std::fmt::Debug for ClientWeight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ClientWeight(id={}, shape={:?})", self.id, self.f.shape())
+        write!(
+            f,
+            "ClientWeight(id={}, shape={:?})",
+            self.id,
+            self.f.shape()
+        )
     }
 }
 
