@@ -120,6 +120,34 @@ async fn abort_both<C: Channel>(chs: &mut [C; 2], reason: &str) {
     let _ = tokio::join!(a.abort(reason), b.abort(reason));
 }
 
+/// Checks two parties' [`Hello`]s: the current version, one P0 and one P1, equal session ids.
+pub fn check_hellos(a: &Hello, b: &Hello) -> Result<(), DealerError> {
+    if a.version != DEALER_PROTOCOL_VERSION || b.version != DEALER_PROTOCOL_VERSION {
+        return Err(DealerError::Handshake(format!(
+            "protocol versions {} and {} (the dealer speaks {DEALER_PROTOCOL_VERSION})",
+            a.version, b.version
+        )));
+    }
+    if a.party == b.party {
+        return Err(DealerError::Handshake(format!(
+            "both connections claim to be {:?}",
+            a.party
+        )));
+    }
+    if a.session != b.session {
+        return Err(DealerError::Handshake(
+            "the two parties gave different session ids".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a party's [`Hello`] (the first step of the handshake; a dealer that pairs connections
+/// by session id calls this per connection, then [`serve_paired`]).
+pub async fn read_hello<C: Channel>(ch: &mut C) -> Result<Hello, ChannelError> {
+    ch.recv_msg::<Hello>("dealer hello").await
+}
+
 /// Serves one session to the two parties connected on `a` and `b` (in either order; the
 /// handshake sorts them). Returns when both parties have closed their channels.
 pub async fn serve_session<C, R>(
@@ -132,16 +160,7 @@ where
     C: Channel,
     R: CryptoRng + Send + ?Sized,
 {
-    let mut seeds = [[0u8; 32]; 2];
-    rng.fill_bytes(&mut seeds[0]);
-    rng.fill_bytes(&mut seeds[1]);
-    let chunk = cfg.chunk_elems.max(1);
-
-    // 1. Handshake.
-    let (ha, hb) = tokio::join!(
-        a.recv_msg::<Hello>("dealer hello"),
-        b.recv_msg::<Hello>("dealer hello")
-    );
+    let (ha, hb) = tokio::join!(read_hello(&mut a), read_hello(&mut b));
     let (ha, hb) = match (ha, hb) {
         (Ok(x), Ok(y)) => (x, y),
         (Err(e), _) | (_, Err(e)) => {
@@ -150,28 +169,32 @@ where
             return Err(DealerError::Handshake(reason));
         }
     };
-    let problem = if ha.version != DEALER_PROTOCOL_VERSION || hb.version != DEALER_PROTOCOL_VERSION
-    {
-        Some(format!(
-            "protocol versions {} and {} (the dealer speaks {DEALER_PROTOCOL_VERSION})",
-            ha.version, hb.version
-        ))
-    } else if ha.party == hb.party {
-        Some(format!("both connections claim to be {:?}", ha.party))
-    } else if ha.session != hb.session {
-        Some("the two parties gave different session ids".to_string())
-    } else {
-        None
-    };
-    if let Some(p) = problem {
-        let _ = tokio::join!(a.abort(&p), b.abort(&p));
-        return Err(DealerError::Handshake(p));
+    if let Err(e) = check_hellos(&ha, &hb) {
+        let reason = e.to_string();
+        let _ = tokio::join!(a.abort(&reason), b.abort(&reason));
+        return Err(e);
     }
-    let mut chs = if ha.party == Party::P0 {
-        [a, b]
-    } else {
-        [b, a]
-    };
+    let (p0, p1) = if ha.party == Party::P0 { (a, b) } else { (b, a) };
+    serve_paired(p0, p1, cfg, rng).await
+}
+
+/// Serves one session whose [`Hello`]s were already read and checked ([`check_hellos`]):
+/// sends each party its [`Welcome`], then serves requests until both parties close.
+pub async fn serve_paired<C, R>(
+    p0: C,
+    p1: C,
+    cfg: &DealerConfig,
+    rng: &mut R,
+) -> Result<SessionSummary, DealerError>
+where
+    C: Channel,
+    R: CryptoRng + Send + ?Sized,
+{
+    let mut seeds = [[0u8; 32]; 2];
+    rng.fill_bytes(&mut seeds[0]);
+    rng.fill_bytes(&mut seeds[1]);
+    let chunk = cfg.chunk_elems.max(1);
+    let mut chs = [p0, p1];
     for (p, ch) in chs.iter_mut().enumerate() {
         let w = Welcome {
             seed: seeds[p],

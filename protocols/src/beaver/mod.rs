@@ -37,6 +37,7 @@ mod expand;
 pub mod ideal;
 pub mod kernel;
 pub mod ops;
+pub mod prefetch;
 pub mod weight;
 
 #[cfg(test)]
@@ -44,6 +45,7 @@ mod tests;
 
 pub use ideal::InsecureIdealDealer;
 pub use ops::{BilinearOp, beaver, beaver_many, square};
+pub use prefetch::Prefetched;
 pub use weight::{ClientWeight, ServerWeight, add_server_plain};
 
 /// Errors of the Beaver layer.
