@@ -174,7 +174,11 @@ where
         let _ = tokio::join!(a.abort(&reason), b.abort(&reason));
         return Err(e);
     }
-    let (p0, p1) = if ha.party == Party::P0 { (a, b) } else { (b, a) };
+    let (p0, p1) = if ha.party == Party::P0 {
+        (a, b)
+    } else {
+        (b, a)
+    };
     serve_paired(p0, p1, cfg, rng).await
 }
 

@@ -11,10 +11,10 @@ use std::collections::HashMap;
 
 use rand_core::Rng;
 
-use super::kernel::matmul;
+use super::kernel::{contract_first, contract_mid, matmul, vecmat};
 use super::{
-    BeaverError, ElemTriple, MatTriple, Material, Request, SquarePair, TruncPair, WeightMask,
-    WeightTriple,
+    BeaverError, ElemTriple, MatTriple, Material, Request, SquarePair, TableTriple, TruncPair,
+    WeightMask, WeightTriple,
 };
 use crate::prg::{Prg, Seed};
 use crate::ring::RingTensor;
@@ -72,6 +72,16 @@ impl Registry {
                     self.weights.insert(id, (k, m));
                     Ok(())
                 }
+            },
+            Request::Table { id, v1, v2, d, .. } => match self.weights.get(&id) {
+                Some(&(k0, m0)) if (k0, m0) == (v1 * v2, d) => Ok(()),
+                Some(&(k0, m0)) => Err(BeaverError::InvalidRequest(format!(
+                    "table {id} was registered as {k0}x{m0}, a lookup asks for {}x{d}",
+                    v1 * v2
+                ))),
+                None => Err(BeaverError::InvalidRequest(format!(
+                    "table {id} has no session mask (request WeightMask first)"
+                ))),
             },
             Request::Weight { id, k, m, .. } => match self.weights.get(&id) {
                 Some(&(k0, m0)) if (k0, m0) == (k, m) => Ok(()),
@@ -172,6 +182,33 @@ pub(crate) fn expand_local(
                 c: tensor(&[n, m], correction),
             }
         }),
+        Request::Table { t, v1, v2, d, .. } => Material::Table(if p0 {
+            TableTriple::P0 {
+                a: tensor(&[t, v1], fill(&mut st.get(0), t * v1)),
+                b: tensor(&[t, v2], fill(&mut st.get(1), t * v2)),
+                g: tensor(&[t, v1, d], fill(&mut st.get(2), t * v1 * d)),
+                h: tensor(&[t, v2, d], fill(&mut st.get(3), t * v2 * d)),
+                k: tensor(&[t, d], fill(&mut st.get(4), t * d)),
+            }
+        } else {
+            // Per index: g (v1 d), h (v2 d), k (d).
+            let per = (v1 + v2 + 1) * d;
+            let (mut g, mut h, mut k) = (
+                Vec::with_capacity(t * v1 * d),
+                Vec::with_capacity(t * v2 * d),
+                Vec::with_capacity(t * d),
+            );
+            for c in correction.chunks_exact(per) {
+                g.extend_from_slice(&c[..v1 * d]);
+                h.extend_from_slice(&c[v1 * d..(v1 + v2) * d]);
+                k.extend_from_slice(&c[(v1 + v2) * d..]);
+            }
+            TableTriple::P1 {
+                g: tensor(&[t, v1, d], g),
+                h: tensor(&[t, v2, d], h),
+                k: tensor(&[t, d], k),
+            }
+        }),
     }
 }
 
@@ -212,6 +249,17 @@ enum Kind {
         n: usize,
         k: usize,
         m: usize,
+    },
+    Table {
+        a: Prg,
+        b: Prg,
+        g0: Prg,
+        h0: Prg,
+        k0: Prg,
+        mask: Vec<u64>,
+        v1: usize,
+        v2: usize,
+        d: usize,
     },
     Nothing,
 }
@@ -266,6 +314,17 @@ impl CorrectionGen {
                 n,
                 k,
                 m,
+            },
+            Request::Table { id, v1, v2, d, .. } => Kind::Table {
+                a: s0.get(0),
+                b: s0.get(1),
+                g0: s0.get(2),
+                h0: s0.get(3),
+                k0: s0.get(4),
+                mask: fill(&mut weight_prg(&seeds[1], id), v1 * v2 * d),
+                v1,
+                v2,
+                d,
             },
             Request::WeightMask { .. } => Kind::Nothing,
         };
@@ -342,6 +401,30 @@ impl CorrectionGen {
                     *v = v.wrapping_sub(c0.next_u64());
                 }
                 c
+            }
+            Kind::Table {
+                a,
+                b,
+                g0,
+                h0,
+                k0,
+                mask,
+                v1,
+                v2,
+                d,
+            } => {
+                // One index per piece: g = B x_2 b, h = B x_1 a, k = a^T g, minus P0's shares.
+                let (v1, v2, d) = (*v1, *v2, *d);
+                let av = fill(a, v1);
+                let bv = fill(b, v2);
+                let g = contract_mid(mask, v1, v2, d, &bv);
+                let h = contract_first(mask, v1, v2, d, &av);
+                let k = vecmat(&av, &g, d);
+                let mut out = Vec::with_capacity((v1 + v2 + 1) * d);
+                out.extend(g.iter().map(|&x| x.wrapping_sub(g0.next_u64())));
+                out.extend(h.iter().map(|&x| x.wrapping_sub(h0.next_u64())));
+                out.extend(k.iter().map(|&x| x.wrapping_sub(k0.next_u64())));
+                out
             }
             Kind::Nothing => Vec::new(),
         };

@@ -78,6 +78,56 @@ pub fn matmul(a: &[u64], b: &[u64], n: usize, k: usize, m: usize) -> Vec<u64> {
     out
 }
 
+/// `out[r] = sum_i w[i] * m[i, r]` for `m: [w.len(), d]` (a vector times a matrix).
+pub fn vecmat(w: &[u64], m: &[u64], d: usize) -> Vec<u64> {
+    assert_eq!(m.len(), w.len() * d, "vecmat: m has the wrong length");
+    let mut out = vec![0u64; d];
+    for (&x, row) in w.iter().zip(m.chunks_exact(d.max(1))) {
+        if x == 0 {
+            continue;
+        }
+        for (o, &v) in out.iter_mut().zip(row) {
+            *o = o.wrapping_add(x.wrapping_mul(v));
+        }
+    }
+    out
+}
+
+/// For `t3: [v1, v2, d]` and `w: [v2]`: `out[i, :] = sum_j w[j] t3[i, j, :]` (`[v1, d]`).
+pub fn contract_mid(t3: &[u64], v1: usize, v2: usize, d: usize, w: &[u64]) -> Vec<u64> {
+    assert_eq!(
+        t3.len(),
+        v1 * v2 * d,
+        "contract_mid: t3 has the wrong length"
+    );
+    assert_eq!(w.len(), v2, "contract_mid: w has the wrong length");
+    let mut out = Vec::with_capacity(v1 * d);
+    for i in 0..v1 {
+        out.extend(vecmat(w, &t3[i * v2 * d..(i + 1) * v2 * d], d));
+    }
+    out
+}
+
+/// For `t3: [v1, v2, d]` and `w: [v1]`: `out[j, :] = sum_i w[i] t3[i, j, :]` (`[v2, d]`).
+pub fn contract_first(t3: &[u64], v1: usize, v2: usize, d: usize, w: &[u64]) -> Vec<u64> {
+    assert_eq!(
+        t3.len(),
+        v1 * v2 * d,
+        "contract_first: t3 has the wrong length"
+    );
+    assert_eq!(w.len(), v1, "contract_first: w has the wrong length");
+    let mut out = vec![0u64; v2 * d];
+    for (i, &x) in w.iter().enumerate() {
+        if x == 0 {
+            continue;
+        }
+        for (o, &v) in out.iter_mut().zip(&t3[i * v2 * d..(i + 1) * v2 * d]) {
+            *o = o.wrapping_add(x.wrapping_mul(v));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,7 @@ pub mod dealer;
 mod expand;
 pub mod ideal;
 pub mod kernel;
+pub mod lookup;
 pub mod ops;
 pub mod prefetch;
 pub mod weight;
@@ -156,6 +157,23 @@ pub enum Request {
         /// Columns of the weight.
         m: usize,
     },
+    /// A factored table-lookup triple for `t` indices into P1's table `id`, registered with
+    /// [`Request::WeightMask`] as `[v1 * v2, d]` (see [`lookup`]): P0 gets masks
+    /// `a: [t, v1]`, `b: [t, v2]` and shares `g_0, h_0, k_0`; P1 gets `g_1, h_1, k_1` with
+    /// `g = B x_2 b`, `h = B x_1 a`, `k = B(a, b)` per index, `B` the table's session mask
+    /// viewed as `[v1, v2, d]`.
+    Table {
+        /// The table's id.
+        id: u32,
+        /// Number of indices.
+        t: usize,
+        /// First factor of the table's rows.
+        v1: usize,
+        /// Second factor of the table's rows.
+        v2: usize,
+        /// Row width.
+        d: usize,
+    },
 }
 
 /// Largest number of ring elements in any one tensor of a request that providers accept by
@@ -189,6 +207,18 @@ impl Request {
                 vec![mul3(batch, n, k), mul3(batch, k, m), mul3(batch, n, m)]
             }
             Request::WeightMask { k, m, .. } => vec![k.checked_mul(m)],
+            Request::Table { t, v1, v2, d, .. } => {
+                if t == 0 || v1 == 0 || v2 == 0 || d == 0 {
+                    return Err(BeaverError::InvalidRequest(format!(
+                        "table triple with an empty dimension: {self:?}"
+                    )));
+                }
+                let per = v1
+                    .checked_add(v2)
+                    .and_then(|s| s.checked_add(1))
+                    .and_then(|s| mul3(s, t, d));
+                vec![mul3(v1, v2, d), t.checked_mul(v1), t.checked_mul(v2), per]
+            }
             Request::Weight { n, k, m, .. } => {
                 if n == 0 {
                     return Err(BeaverError::InvalidRequest(
@@ -229,6 +259,7 @@ impl Request {
             Request::MatMul { batch, n, m, .. } => batch * n * m,
             Request::WeightMask { .. } => 0,
             Request::Weight { n, m, .. } => n * m,
+            Request::Table { t, v1, v2, d, .. } => t * (v1 + v2 + 1) * d,
         }
     }
 }
@@ -306,6 +337,34 @@ pub enum WeightTriple {
     },
 }
 
+/// A party's part of a factored table-lookup triple (see [`Request::Table`]); per index `i`,
+/// `g[i]: [v1, d]`, `h[i]: [v2, d]`, `k[i]: [d]`.
+#[derive(Clone, Debug)]
+pub enum TableTriple {
+    /// P0 holds the masks in full and its shares.
+    P0 {
+        /// Masks of the first one-hot factors, `[t, v1]`.
+        a: RingTensor,
+        /// Masks of the second one-hot factors, `[t, v2]`.
+        b: RingTensor,
+        /// Share of `B x_2 b`, `[t, v1, d]`.
+        g: RingTensor,
+        /// Share of `B x_1 a`, `[t, v2, d]`.
+        h: RingTensor,
+        /// Share of `B(a, b)`, `[t, d]`.
+        k: RingTensor,
+    },
+    /// P1's shares.
+    P1 {
+        /// Share of `B x_2 b`, `[t, v1, d]`.
+        g: RingTensor,
+        /// Share of `B x_1 a`, `[t, v2, d]`.
+        h: RingTensor,
+        /// Share of `B(a, b)`, `[t, d]`.
+        k: RingTensor,
+    },
+}
+
 /// What a provider hands out for a [`Request`].
 #[derive(Clone, Debug)]
 pub enum Material {
@@ -321,6 +380,8 @@ pub enum Material {
     WeightMask(WeightMask),
     /// For [`Request::Weight`].
     Weight(WeightTriple),
+    /// For [`Request::Table`].
+    Table(TableTriple),
 }
 
 fn unexpected(what: &str, got: &Material) -> BeaverError {
@@ -331,6 +392,7 @@ fn unexpected(what: &str, got: &Material) -> BeaverError {
         Material::Trunc(_) => "truncation pairs",
         Material::WeightMask(_) => "a weight mask",
         Material::Weight(_) => "a weight triple",
+        Material::Table(_) => "a table triple",
     };
     BeaverError::DealerProtocol(format!("asked for {what}, the provider returned {kind}"))
 }
@@ -433,6 +495,23 @@ pub trait TripleProvider: Send {
             match self.fetch(&Request::Weight { id, n, k, m }).await? {
                 Material::Weight(t) => Ok(t),
                 other => Err(unexpected("a weight triple", &other)),
+            }
+        }
+    }
+
+    /// A factored table-lookup triple (see [`Request::Table`]).
+    fn table_triple(
+        &mut self,
+        id: u32,
+        t: usize,
+        v1: usize,
+        v2: usize,
+        d: usize,
+    ) -> impl Future<Output = Result<TableTriple, BeaverError>> + Send {
+        async move {
+            match self.fetch(&Request::Table { id, t, v1, v2, d }).await? {
+                Material::Table(x) => Ok(x),
+                other => Err(unexpected("a table triple", &other)),
             }
         }
     }

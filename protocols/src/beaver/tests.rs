@@ -256,6 +256,58 @@ async fn table_lookup_ideal_and_dealer() {
     finish_dealer(p0, p1, h).await;
 }
 
+/// The factored lookup (v1 + v2 elements per index online) against the plaintext rows, with
+/// tables padded to v1 * v2 rows.
+async fn check_factored_lookup<P0: TripleProvider, P1: TripleProvider>(p0: &mut P0, p1: &mut P1) {
+    let fp = FixedPoint::default();
+    let mut rng = Prg::from_u64(16);
+    let (mut c0, mut c1) = mem::pair();
+    for (id, &(v, d, ref ids)) in [
+        (1usize, 1usize, vec![0usize]),
+        (37, 5, vec![0, 36, 5, 5, 17]),
+        (2, 3, vec![1, 0]),
+        (10, 1, vec![9]),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let id = id as u32 + 200;
+        let (v1, v2) = lookup::factor_dims(v);
+        let mut table = rand_fixed(&[v, d], 3.0, fp, &mut rng).into_data();
+        table.resize(v1 * v2 * d, 0);
+        let table = RingTensor::from_vec(&[v1 * v2, d], table).unwrap();
+        let (cw, sw) = tokio::join!(
+            ClientWeight::setup(&mut c0, p0, id, v1 * v2, d),
+            ServerWeight::setup(&mut c1, p1, id, table.clone())
+        );
+        let (cw, sw) = (cw.unwrap(), sw.unwrap());
+        c0.stats_mut().reset();
+        let (z0, z1) = tokio::join!(
+            cw.lookup_factored(&mut c0, p0, ids, v1, v2),
+            sw.lookup_factored(&mut c1, p1, ids.len(), v1, v2)
+        );
+        let got = reconstruct(&z0.unwrap(), &z1.unwrap()).unwrap();
+        let want: Vec<u64> = ids
+            .iter()
+            .flat_map(|&i| table.data()[i * d..(i + 1) * d].to_vec())
+            .collect();
+        assert_eq!(got.data(), &want[..], "V={v} d={d} ids={ids:?}");
+        // Online: (v1 + v2) elements per index, one message.
+        let sent = c0.stats().total();
+        assert_eq!(sent.msgs_sent, 1);
+        assert_eq!(sent.bytes_sent, (ids.len() * (v1 + v2) * 8 + 4) as u64);
+    }
+}
+
+#[tokio::test]
+async fn factored_lookup_ideal_and_dealer() {
+    let (mut p0, mut p1) = InsecureIdealDealer::pair(17);
+    check_factored_lookup(&mut p0, &mut p1).await;
+    let (mut p0, mut p1, h) = dealer_pair(6).await;
+    check_factored_lookup(&mut p0, &mut p1).await;
+    finish_dealer(p0, p1, h).await;
+}
+
 #[tokio::test]
 async fn table_lookup_rejects_out_of_range_index() {
     let (mut p0, _p1) = InsecureIdealDealer::pair(9);

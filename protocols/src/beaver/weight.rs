@@ -109,6 +109,11 @@ impl ServerWeight {
         self.w.shape()
     }
 
+    /// The plaintext weight (P1's own secret).
+    pub(crate) fn plain(&self) -> &RingTensor {
+        &self.w
+    }
+
     /// P1's side of one query `X W`: receives `E`, outputs `(E + X_1) W + C_1`.
     pub async fn matmul<C: Channel, P: TripleProvider>(
         &self,
@@ -203,6 +208,11 @@ impl ClientWeight {
     /// The weight's shape `[k, m]`.
     pub fn shape(&self) -> &[usize] {
         self.f.shape()
+    }
+
+    /// The masked weight `F = W - B`.
+    pub(crate) fn masked(&self) -> &RingTensor {
+        &self.f
     }
 
     /// P0's side of one query `X W`: sends `E = X_0 - A`, outputs `A F + C_0`.
