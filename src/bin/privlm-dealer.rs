@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use privlm_protocols::beaver::dealer::{DealerConfig, Hello, read_hello, serve_paired};
+use privlm_protocols::beaver::dealer::{
+    DealerConfig, Hello, check_hellos, read_hello, serve_paired,
+};
 use privlm_protocols::beaver::{INSECURE_IDEAL_DEALER_FLAG, require_insecure_opt_in};
 use privlm_protocols::channel::{Channel, ChannelConfig, FramedChannel};
 use privlm_protocols::prg::Prg;
@@ -115,72 +117,164 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = Arc::new(parse_args(&args)?);
+    let opts = parse_args(&args)?;
     let listener = TcpListener::bind(&opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     eprintln!("privlm-dealer listening on {}", listener.local_addr()?);
+    run(listener, opts).await
+}
+
+/// Reads a connection's hello (bounded by the handshake timeout) and either parks it until
+/// the other party of its session arrives or hands the pair to the main loop.
+async fn handshake(
+    mut ch: FramedChannel,
+    peer: std::net::SocketAddr,
+    pending: Pending,
+    paired: tokio::sync::mpsc::Sender<(FramedChannel, FramedChannel)>,
+) {
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&mut ch)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            eprintln!("connection from {peer}: no valid hello: {e}");
+            return;
+        }
+        Err(_) => {
+            let _ = ch.abort("no hello within the handshake timeout").await;
+            eprintln!("connection from {peer}: no hello within {HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+    };
+    let mut map = pending.lock().await;
+    let Some((other_party, mut other)) = map.remove(&hello.session) else {
+        map.insert(hello.session, (hello.party, ch));
+        return;
+    };
+    drop(map);
+    let theirs = Hello {
+        party: other_party,
+        ..hello.clone()
+    };
+    if let Err(e) = check_hellos(&hello, &theirs) {
+        let reason = e.to_string();
+        let _ = tokio::join!(ch.abort(&reason), other.abort(&reason));
+        eprintln!("refused a session: {reason}");
+        return;
+    }
+    let pair = if hello.party == Party::P0 {
+        (ch, other)
+    } else {
+        (other, ch)
+    };
+    let _ = paired.send(pair).await;
+}
+
+/// How long a new connection may take to send its hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts connections, pairs them by session id, and serves each pair in its own task.
+async fn run(listener: TcpListener, opts: Opts) -> anyhow::Result<()> {
     let cfg = DealerConfig {
         chunk_elems: opts.chunk_elems,
         ..DealerConfig::default()
     };
     let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+    let (paired_tx, mut paired_rx) = tokio::sync::mpsc::channel(16);
     let mut master = opts.seed.map(Prg::from_u64);
     let mut started = 0u64;
     let mut sessions = tokio::task::JoinSet::new();
-    loop {
-        if opts.sessions.is_some_and(|n| started >= n) {
-            break;
-        }
-        let (stream, peer) = listener.accept().await?;
-        let mut ch = make_channel(stream, &opts)?;
-        let hello: Hello = match read_hello(&mut ch).await {
-            Ok(h) => h,
-            Err(e) => {
-                eprintln!("connection from {peer}: no valid hello: {e}");
-                continue;
+    while opts.sessions.is_none_or(|n| started < n) {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = accepted?;
+                let ch = make_channel(stream, &opts)?;
+                tokio::spawn(handshake(ch, peer, pending.clone(), paired_tx.clone()));
             }
-        };
-        let mut map = pending.lock().await;
-        let Some((other_party, other)) = map.remove(&hello.session) else {
-            map.insert(hello.session, (hello.party, ch));
-            continue;
-        };
-        drop(map);
-        let mine = hello.clone();
-        let theirs = Hello {
-            party: other_party,
-            ..hello
-        };
-        if let Err(e) = privlm_protocols::beaver::dealer::check_hellos(&mine, &theirs) {
-            let reason = e.to_string();
-            let mut other = other;
-            let _ = tokio::join!(ch.abort(&reason), other.abort(&reason));
-            eprintln!("refused a session: {reason}");
-            continue;
-        }
-        let (p0, p1) = if mine.party == Party::P0 {
-            (ch, other)
-        } else {
-            (other, ch)
-        };
-        let mut rng = match master.as_mut() {
-            Some(m) => Prg::from_seed(m.gen_seed()),
-            None => Prg::from_os(),
-        };
-        let cfg = cfg.clone();
-        started += 1;
-        let n = started;
-        sessions.spawn(async move {
-            match serve_paired(p0, p1, &cfg, &mut rng).await {
-                Ok(s) => eprintln!(
-                    "session {n}: served {} requests, {} correction elements",
-                    s.requests, s.correction_elems
-                ),
-                Err(e) => eprintln!("session {n} ended with an error: {e}"),
+            Some((p0, p1)) = paired_rx.recv() => {
+                let mut rng = match master.as_mut() {
+                    Some(m) => Prg::from_seed(m.gen_seed()),
+                    None => Prg::from_os(),
+                };
+                let cfg = cfg.clone();
+                started += 1;
+                let n = started;
+                sessions.spawn(async move {
+                    match serve_paired(p0, p1, &cfg, &mut rng).await {
+                        Ok(s) => eprintln!(
+                            "session {n}: served {} requests, {} correction elements",
+                            s.requests, s.correction_elems
+                        ),
+                        Err(e) => eprintln!("session {n} ended with an error: {e}"),
+                    }
+                });
             }
-        });
+        }
     }
     while sessions.join_next().await.is_some() {}
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use privlm_protocols::beaver::TripleProvider;
+    use privlm_protocols::beaver::dealer::DealerClient;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flags_are_enforced() {
+        let e = parse_args(&args("--listen 127.0.0.1:0")).unwrap_err();
+        assert!(e.to_string().contains("TLS"), "{e}");
+        let e = parse_args(&args(
+            "--listen 127.0.0.1:0 --insecure-plaintext-tcp --seed 3",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("--insecure-ideal-dealer"), "{e}");
+        let o = parse_args(&args(
+            "--listen 127.0.0.1:0 --insecure-plaintext-tcp --insecure-ideal-dealer --seed 3",
+        ))
+        .unwrap();
+        assert_eq!(o.seed, Some(3));
+        assert!(parse_args(&args("--bogus")).is_err());
+    }
+
+    /// Two sessions whose connections interleave are paired by session id and served over TCP.
+    #[tokio::test]
+    async fn serves_interleaved_sessions_over_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let opts = parse_args(&args(
+            "--listen 127.0.0.1:0 --insecure-plaintext-tcp --sessions 2 --chunk-elems 5",
+        ))
+        .unwrap();
+        let server = tokio::spawn(run(listener, opts));
+        let connect = |party, sid: u8| async move {
+            let s = TcpStream::connect(addr).await.unwrap();
+            let ch = FramedChannel::new(s, ChannelConfig::default());
+            DealerClient::connect(ch, party, [sid; 32]).await.unwrap()
+        };
+        // Four connections at once, two sessions interleaved.
+        let (a0, b1, b0, a1) = tokio::join!(
+            connect(Party::P0, 1),
+            connect(Party::P1, 2),
+            connect(Party::P0, 2),
+            connect(Party::P1, 1)
+        );
+        for (mut p0, mut p1) in [(a0, a1), (b0, b1)] {
+            let (x, y) = tokio::join!(p0.elementwise(12), p1.elementwise(12));
+            let (x, y) = (x.unwrap(), y.unwrap());
+            for i in 0..12 {
+                let a = x.a.data()[i].wrapping_add(y.a.data()[i]);
+                let b = x.b.data()[i].wrapping_add(y.b.data()[i]);
+                let c = x.c.data()[i].wrapping_add(y.c.data()[i]);
+                assert_eq!(c, a.wrapping_mul(b));
+            }
+            p0.into_channel().close().await.unwrap();
+            p1.into_channel().close().await.unwrap();
+        }
+        server.await.unwrap().unwrap();
+    }
 }
