@@ -64,11 +64,14 @@ impl Registry {
     /// Checks a request against the session state and records weight registrations.
     pub(crate) fn admit(&mut self, req: &Request) -> Result<(), BeaverError> {
         match *req {
+            // A second mask for the same id would be the same B: P0 would receive W - B and
+            // W' - B and learn W - W'. Each id is registered once per session.
             Request::WeightMask { id, k, m } => match self.weights.get(&id) {
-                Some(&(k0, m0)) if (k0, m0) != (k, m) => Err(BeaverError::InvalidRequest(format!(
-                    "weight {id} was registered as {k0}x{m0}, now asked as {k}x{m}"
+                Some(&(k0, m0)) => Err(BeaverError::InvalidRequest(format!(
+                    "weight {id} is already registered in this session (as {k0}x{m0}); \
+                     registering it again (as {k}x{m}) would reuse its mask"
                 ))),
-                _ => {
+                None => {
                     self.weights.insert(id, (k, m));
                     Ok(())
                 }

@@ -509,6 +509,21 @@ async fn dealer_refuses_unregistered_weight_and_bad_handshake() {
     }
     assert!(h.await.unwrap().is_err());
 
+    // A weight id registered twice would reuse its mask: refused.
+    let (mut p0, mut p1, h) = dealer_pair(8).await;
+    let (a, b) = tokio::join!(p0.weight_mask(1, 2, 2), p1.weight_mask(1, 2, 2));
+    a.unwrap();
+    b.unwrap();
+    let (a, b) = tokio::join!(p0.weight_mask(1, 2, 2), p1.weight_mask(1, 2, 2));
+    for r in [a.map(|_| ()), b.map(|_| ())] {
+        let e = r.unwrap_err();
+        assert!(e.to_string().contains("already registered"), "{e}");
+    }
+    assert!(h.await.unwrap().is_err());
+    let (mut i0, _) = InsecureIdealDealer::pair(1);
+    i0.weight_mask(3, 1, 1).await.unwrap();
+    assert!(i0.weight_mask(3, 1, 1).await.is_err());
+
     // Two connections claiming the same role.
     let (d0, c0) = mem::pair();
     let (d1, c1) = mem::pair();
