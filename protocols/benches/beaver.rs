@@ -101,6 +101,7 @@ fn bench_dealer(c: &mut Criterion) {
 
 fn bench_online(c: &mut Criterion) {
     let rt = runtime();
+    let _guard = rt.enter();
     let mut rng = Prg::from_u64(2);
     let w = RingTensor::random(&[K, M], &mut rng);
     let (i0, i1) = InsecureIdealDealer::pair(3);
