@@ -171,6 +171,38 @@ fn bench_online(c: &mut Criterion) {
             total
         })
     });
+    // The same with P0's input-independent part (A F + C0) computed during preprocessing.
+    g.bench_function("server_weight_matmul_prepared_128x768x3072", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (mut c0, mut c1, mut p0, mut p1) = state.take().expect("state");
+                let prepared = rt.block_on(async {
+                    let (a, b) = tokio::join!(cw.prepare(&mut p0, N), p1.prefetch(req.clone()));
+                    b.expect("prefetch");
+                    a.expect("prepare")
+                });
+                let (cw, sw, x0, x1) = (&cw, &sw, x0.clone(), x1.clone());
+                let start = Instant::now();
+                let ((c0b, p0b), (c1b, p1b)) = rt.block_on(async move {
+                    let client = async move {
+                        cw.matmul_prepared(&mut c0, prepared, &x0)
+                            .await
+                            .expect("client");
+                        (c0, p0)
+                    };
+                    let server = async move {
+                        sw.matmul(&mut c1, &mut p1, &x1).await.expect("server");
+                        (c1, p1)
+                    };
+                    tokio::join!(client, server)
+                });
+                total += start.elapsed();
+                state = Some((c0b, c1b, p0b, p1b));
+            }
+            total
+        })
+    });
     g.finish();
 }
 

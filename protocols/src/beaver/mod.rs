@@ -47,7 +47,7 @@ mod tests;
 pub use ideal::InsecureIdealDealer;
 pub use ops::{BilinearOp, beaver, beaver_many, square};
 pub use prefetch::Prefetched;
-pub use weight::{ClientWeight, ServerWeight, add_server_plain};
+pub use weight::{ClientWeight, PreparedQuery, ServerWeight, add_server_plain};
 
 /// Errors of the Beaver layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

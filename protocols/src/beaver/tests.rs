@@ -192,6 +192,18 @@ async fn check_weight<P0: TripleProvider, P1: TripleProvider>(p0: &mut P0, p1: &
             let got = reconstruct(&z0.unwrap(), &z1.unwrap()).unwrap();
             assert_eq!(got, x.matmul(&w).unwrap(), "{n}x{k}x{m}");
         }
+        // The same product with P0's part prepared ahead of the input.
+        // (With a dealer, P1's request must be in flight at the same time: here it is issued
+        // by P1's online call, joined with P0's preparation.)
+        let x = rand_fixed(&[n, k], 4.0, fp, &mut rng);
+        let (x0, x1) = split(&x, &mut rng);
+        let client = async {
+            let prepared = cw.prepare(p0, n).await?;
+            cw.matmul_prepared(&mut c0, prepared, &x0).await
+        };
+        let (z0, z1) = tokio::join!(client, sw.matmul(&mut c1, p1, &x1));
+        let got = reconstruct(&z0.unwrap(), &z1.unwrap()).unwrap();
+        assert_eq!(got, x.matmul(&w).unwrap(), "prepared {n}x{k}x{m}");
     }
 }
 

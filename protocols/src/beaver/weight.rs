@@ -256,6 +256,51 @@ impl ClientWeight {
         Ok(AShare::new(Party::P0, z))
     }
 
+    /// Preprocessing for one later query with `n` rows (P0): fetches the triple and computes
+    /// `A F + C_0` now, since it does not depend on the input. The online step
+    /// ([`ClientWeight::matmul_prepared`]) is then one subtraction and one message. P1 calls
+    /// [`ServerWeight::matmul`] as usual; the request order is the same. With a dealer, P1's
+    /// request must be issued at the same time (for example with
+    /// [`super::Prefetched::prefetch`]), since the dealer serves a request only when both
+    /// parties have made it.
+    pub async fn prepare<P: TripleProvider>(
+        &self,
+        prov: &mut P,
+        n: usize,
+    ) -> Result<PreparedQuery, BeaverError> {
+        let (k, m) = (self.f.shape()[0], self.f.shape()[1]);
+        let (a, c0) = match prov.weight_triple(self.id, n, k, m).await? {
+            WeightTriple::P0 { a, c } => (a, c),
+            WeightTriple::P1 { .. } => return Err(wrong("the provider returned P1's triple")),
+        };
+        let mut z = a.matmul_fast(&self.f)?;
+        z.add_assign(&c0)?;
+        Ok(PreparedQuery { id: self.id, a, z })
+    }
+
+    /// P0's online step of a prepared query: sends `E = X_0 - A`, outputs the precomputed
+    /// `A F + C_0`.
+    pub async fn matmul_prepared<C: Channel>(
+        &self,
+        ch: &mut C,
+        prepared: PreparedQuery,
+        x: &AShare,
+    ) -> Result<AShare, BeaverError> {
+        if x.party() != Party::P0 {
+            return Err(wrong("the input share is not P0's"));
+        }
+        if prepared.id != self.id || prepared.a.shape() != x.shape() {
+            return Err(BeaverError::Shape(ShapeError::Mismatch {
+                op: "prepared weight matmul",
+                left: x.shape().to_vec(),
+                right: prepared.a.shape().to_vec(),
+            }));
+        }
+        let e = x.tensor().sub(&prepared.a)?;
+        ch.send_u64s(e.data()).await?;
+        Ok(AShare::new(Party::P0, prepared.z))
+    }
+
     /// P0's side of a table lookup: shares of rows `ids` of P1's table (this weight, `[V, d]`),
     /// as a `[ids.len(), d]` share. Neither the indices nor the table are revealed.
     pub async fn lookup<C: Channel, P: TripleProvider>(
@@ -275,6 +320,25 @@ impl ClientWeight {
             onehot.data_mut()[t * v + id] = 1;
         }
         self.matmul_own_input(ch, prov, &onehot).await
+    }
+}
+
+/// P0's preprocessed part of one server-weight query (see [`ClientWeight::prepare`]). `Debug`
+/// prints only the shape.
+pub struct PreparedQuery {
+    id: u32,
+    a: RingTensor,
+    z: RingTensor,
+}
+
+impl std::fmt::Debug for PreparedQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PreparedQuery(id={}, input shape={:?})",
+            self.id,
+            self.a.shape()
+        )
     }
 }
 
