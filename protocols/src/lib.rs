@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod beaver;
 pub mod block;
 pub mod channel;
 pub mod hash;
@@ -19,6 +20,7 @@ pub mod ot;
 pub mod prg;
 pub mod ring;
 pub mod share;
+pub mod trunc;
 
 /// Errors of this crate's building blocks that callers may want to handle uniformly.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,432 @@
+//! The dealer: a third, non-colluding party that serves correlated randomness to P0 and P1,
+//! compressed with seeds as in CrypTen's trusted third party (Knott et al., "CrypTen: Secure
+//! Multi-Party Computation Meets Machine Learning", NeurIPS 2021).
+//!
+//! **Functionality.** For each [`Request`] that *both* parties issue, in the same order, output to
+//! each party its part of a fresh correlation (see [`super::Material`]). The dealer never sees
+//! inputs, outputs or weights: it only knows the requested shapes.
+//!
+//! **Protocol** (every message over the party's own channel to the dealer, TLS in production):
+//! 1. Each party sends [`Hello`] (its role and the session id both parties agreed on). The dealer
+//!    checks one P0 and one P1 with equal session ids, draws a fresh seed per party, and answers
+//!    each with [`Welcome`] (its seed and the chunk size).
+//! 2. Per request: each party sends the [`Request`]. The dealer compares the two; if they differ
+//!    (or one is invalid) it aborts *both* channels with a reason naming both requests, so both
+//!    parties fail with [`BeaverError::DealerRefused`]. Otherwise it acknowledges to both
+//!    (one message with the request number, 8 bytes), and streams P1's correction (see
+//!    [`Request::correction_len`]) in messages of at most `chunk_elems` elements. Everything
+//!    else each party expands from its seed.
+//! 3. When both parties close their channels at a request boundary the session ends. A party
+//!    that leaves early ends the session for the other with a clear abort reason; a dealer that
+//!    disconnects makes the waiting party fail with [`BeaverError::DealerLost`].
+//!
+//! Memory: the dealer holds one request's pieces at a time (one matrix product, or one chunk of
+//! an elementwise request); parties hold what the request they made needs.
+//!
+//! Note for transports: the dealer waits for requests as long as a party computes, so its
+//! channels need a timeout longer than the longest online step.
+
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+
+use super::expand::{CorrectionGen, Registry, expand_local};
+use super::{BeaverError, DEFAULT_MAX_REQUEST_ELEMS, Material, Request, TripleProvider};
+use crate::channel::{Channel, ChannelError};
+use crate::prg::Seed;
+use crate::share::Party;
+
+/// Version of the dealer wire protocol, checked in the handshake.
+pub const DEALER_PROTOCOL_VERSION: u32 = 1;
+
+/// Default number of ring elements per correction message (512 KiB).
+pub const DEFAULT_CHUNK_ELEMS: usize = 1 << 16;
+
+/// A party's first message to the dealer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`DEALER_PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The sender's role.
+    pub party: Party,
+    /// The session id both parties agreed on (for example a hash of their handshake).
+    pub session: [u8; 32],
+}
+
+/// The dealer's answer to [`Hello`]. `Debug` hides the seed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The party's session seed (secret).
+    pub seed: Seed,
+    /// Elements per correction message.
+    pub chunk_elems: u64,
+}
+
+impl std::fmt::Debug for Welcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Welcome(seed hidden, chunk_elems={})", self.chunk_elems)
+    }
+}
+
+/// LOCAL parameters of the dealer.
+#[derive(Clone, Debug)]
+pub struct DealerConfig {
+    /// Ring elements per correction message.
+    pub chunk_elems: usize,
+    /// Largest tensor (in elements) one request may ask for.
+    pub max_request_elems: usize,
+}
+
+impl Default for DealerConfig {
+    fn default() -> Self {
+        DealerConfig {
+            chunk_elems: DEFAULT_CHUNK_ELEMS,
+            max_request_elems: DEFAULT_MAX_REQUEST_ELEMS,
+        }
+    }
+}
+
+/// What a finished session served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// Requests served.
+    pub requests: u64,
+    /// Correction elements sent to P1.
+    pub correction_elems: u64,
+}
+
+/// Errors of the dealer's side of a session.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DealerError {
+    /// The channel to one party failed.
+    #[error("channel to {party:?} failed: {source}")]
+    Channel {
+        /// The party whose channel failed.
+        party: Party,
+        /// The error.
+        source: ChannelError,
+    },
+    /// The handshake failed (wrong version, two connections with the same role, different
+    /// session ids).
+    #[error("dealer handshake failed: {0}")]
+    Handshake(String),
+    /// The dealer refused a request and ended the session (the reason went to both parties).
+    #[error("request refused: {0}")]
+    Refused(String),
+}
+
+async fn abort_both<C: Channel>(chs: &mut [C; 2], reason: &str) {
+    let [a, b] = chs;
+    let _ = tokio::join!(a.abort(reason), b.abort(reason));
+}
+
+/// Checks two parties' [`Hello`]s: the current version, one P0 and one P1, equal session ids.
+pub fn check_hellos(a: &Hello, b: &Hello) -> Result<(), DealerError> {
+    if a.version != DEALER_PROTOCOL_VERSION || b.version != DEALER_PROTOCOL_VERSION {
+        return Err(DealerError::Handshake(format!(
+            "protocol versions {} and {} (the dealer speaks {DEALER_PROTOCOL_VERSION})",
+            a.version, b.version
+        )));
+    }
+    if a.party == b.party {
+        return Err(DealerError::Handshake(format!(
+            "both connections claim to be {:?}",
+            a.party
+        )));
+    }
+    if a.session != b.session {
+        return Err(DealerError::Handshake(
+            "the two parties gave different session ids".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a party's [`Hello`] (the first step of the handshake; a dealer that pairs connections
+/// by session id calls this per connection, then [`serve_paired`]).
+pub async fn read_hello<C: Channel>(ch: &mut C) -> Result<Hello, ChannelError> {
+    ch.recv_msg::<Hello>("dealer hello").await
+}
+
+/// Serves one session to the two parties connected on `a` and `b` (in either order; the
+/// handshake sorts them). Returns when both parties have closed their channels.
+pub async fn serve_session<C, R>(
+    mut a: C,
+    mut b: C,
+    cfg: &DealerConfig,
+    rng: &mut R,
+) -> Result<SessionSummary, DealerError>
+where
+    C: Channel,
+    R: CryptoRng + Send + ?Sized,
+{
+    let (ha, hb) = tokio::join!(read_hello(&mut a), read_hello(&mut b));
+    let (ha, hb) = match (ha, hb) {
+        (Ok(x), Ok(y)) => (x, y),
+        (Err(e), _) | (_, Err(e)) => {
+            let reason = format!("dealer handshake: a party failed: {e}");
+            let _ = tokio::join!(a.abort(&reason), b.abort(&reason));
+            return Err(DealerError::Handshake(reason));
+        }
+    };
+    if let Err(e) = check_hellos(&ha, &hb) {
+        let reason = e.to_string();
+        let _ = tokio::join!(a.abort(&reason), b.abort(&reason));
+        return Err(e);
+    }
+    let (p0, p1) = if ha.party == Party::P0 {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    serve_paired(p0, p1, cfg, rng).await
+}
+
+/// Serves one session whose [`Hello`]s were already read and checked ([`check_hellos`]):
+/// sends each party its [`Welcome`], then serves requests until both parties close.
+pub async fn serve_paired<C, R>(
+    p0: C,
+    p1: C,
+    cfg: &DealerConfig,
+    rng: &mut R,
+) -> Result<SessionSummary, DealerError>
+where
+    C: Channel,
+    R: CryptoRng + Send + ?Sized,
+{
+    let mut seeds = [[0u8; 32]; 2];
+    rng.fill_bytes(&mut seeds[0]);
+    rng.fill_bytes(&mut seeds[1]);
+    let chunk = cfg.chunk_elems.max(1);
+    let mut chs = [p0, p1];
+    for (p, ch) in chs.iter_mut().enumerate() {
+        let w = Welcome {
+            seed: seeds[p],
+            chunk_elems: chunk as u64,
+        };
+        if let Err(source) = ch.send_msg(&w).await {
+            let party = if p == 0 { Party::P0 } else { Party::P1 };
+            abort_both(
+                &mut chs,
+                "the dealer lost the other party during the handshake",
+            )
+            .await;
+            return Err(DealerError::Channel { party, source });
+        }
+    }
+
+    // 2. Requests.
+    let mut registry = Registry::default();
+    let mut summary = SessionSummary::default();
+    loop {
+        let [c0, c1] = &mut chs;
+        let (r0, r1) = tokio::join!(
+            c0.recv_msg::<Request>("dealer request"),
+            c1.recv_msg::<Request>("dealer request")
+        );
+        let (q0, q1) = match (r0, r1) {
+            (Ok(q0), Ok(q1)) => (q0, q1),
+            (Err(ChannelError::Closed), Err(ChannelError::Closed)) => return Ok(summary),
+            (Err(e), _) => {
+                let reason = format!("the dealer lost P0 at request #{}: {e}", summary.requests);
+                let _ = c1.abort(&reason).await;
+                return Err(DealerError::Channel {
+                    party: Party::P0,
+                    source: e,
+                });
+            }
+            (_, Err(e)) => {
+                let reason = format!("the dealer lost P1 at request #{}: {e}", summary.requests);
+                let _ = c0.abort(&reason).await;
+                return Err(DealerError::Channel {
+                    party: Party::P1,
+                    source: e,
+                });
+            }
+        };
+        let n = summary.requests;
+        let refusal = if q0 != q1 {
+            Some(format!(
+                "request #{n} does not match: P0 asked for {q0:?}, P1 asked for {q1:?}"
+            ))
+        } else {
+            q0.validate(cfg.max_request_elems)
+                .and_then(|()| registry.admit(&q0))
+                .err()
+                .map(|e| format!("request #{n} ({q0:?}) refused: {e}"))
+        };
+        if let Some(reason) = refusal {
+            tracing::warn!(%reason, "dealer refusing a request");
+            abort_both(&mut chs, &reason).await;
+            return Err(DealerError::Refused(reason));
+        }
+        let [c0, c1] = &mut chs;
+        let ack = [n];
+        let (s0, s1) = tokio::join!(c0.send_u64s(&ack), c1.send_u64s(&ack));
+        for (party, r) in [(Party::P0, s0), (Party::P1, s1)] {
+            if let Err(source) = r {
+                abort_both(&mut chs, "the dealer lost the other party").await;
+                return Err(DealerError::Channel { party, source });
+            }
+        }
+        // Stream P1's correction in messages of exactly `chunk` elements (the last shorter).
+        let mut corr = CorrectionGen::new(&seeds, n, &q0);
+        let mut buf: Vec<u64> = Vec::with_capacity(chunk.min(q0.correction_len(Party::P1)));
+        let mut sent = 0u64;
+        while let Some(piece) = corr.next_piece(chunk) {
+            let mut rest = piece.as_slice();
+            while !rest.is_empty() {
+                let take = (chunk - buf.len()).min(rest.len());
+                buf.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if buf.len() == chunk {
+                    if let Err(source) = chs[1].send_u64s(&buf).await {
+                        abort_both(&mut chs, "the dealer lost P1").await;
+                        return Err(DealerError::Channel {
+                            party: Party::P1,
+                            source,
+                        });
+                    }
+                    sent += buf.len() as u64;
+                    buf.clear();
+                }
+            }
+        }
+        if !buf.is_empty() {
+            if let Err(source) = chs[1].send_u64s(&buf).await {
+                abort_both(&mut chs, "the dealer lost P1").await;
+                return Err(DealerError::Channel {
+                    party: Party::P1,
+                    source,
+                });
+            }
+            sent += buf.len() as u64;
+        }
+        summary.requests += 1;
+        summary.correction_elems += sent;
+    }
+}
+
+/// One party's connection to the dealer: a [`TripleProvider`] that asks the dealer for each
+/// request and expands its seed. `Debug` hides the seed.
+pub struct DealerClient<C> {
+    ch: C,
+    party: Party,
+    seed: Seed,
+    chunk_elems: usize,
+    counter: u64,
+    max_request_elems: usize,
+}
+
+impl<C> std::fmt::Debug for DealerClient<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "DealerClient(party={:?}, served={})",
+            self.party, self.counter
+        )
+    }
+}
+
+fn lost(during: &str, e: ChannelError) -> BeaverError {
+    match e {
+        ChannelError::PeerAborted(reason) => BeaverError::DealerRefused(reason),
+        source => BeaverError::DealerLost {
+            during: during.to_string(),
+            source,
+        },
+    }
+}
+
+impl<C: Channel> DealerClient<C> {
+    /// Performs the handshake on `ch` as `party` in session `session`.
+    pub async fn connect(mut ch: C, party: Party, session: [u8; 32]) -> Result<Self, BeaverError> {
+        let hello = Hello {
+            version: DEALER_PROTOCOL_VERSION,
+            party,
+            session,
+        };
+        ch.send_msg(&hello)
+            .await
+            .map_err(|e| lost("the handshake", e))?;
+        let w: Welcome = ch
+            .recv_msg("dealer welcome")
+            .await
+            .map_err(|e| lost("the handshake", e))?;
+        let chunk_elems = match usize::try_from(w.chunk_elems) {
+            Ok(c) if c > 0 => c,
+            _ => {
+                let reason = format!("the dealer announced chunks of {} elements", w.chunk_elems);
+                ch.abort(&reason).await;
+                return Err(BeaverError::DealerProtocol(reason));
+            }
+        };
+        Ok(DealerClient {
+            ch,
+            party,
+            seed: w.seed,
+            chunk_elems,
+            counter: 0,
+            max_request_elems: DEFAULT_MAX_REQUEST_ELEMS,
+        })
+    }
+
+    /// The channel to the dealer (for its counters).
+    pub fn channel(&self) -> &C {
+        &self.ch
+    }
+
+    /// The channel to the dealer, mutable (to set phase and label).
+    pub fn channel_mut(&mut self) -> &mut C {
+        &mut self.ch
+    }
+
+    /// Requests served so far.
+    pub fn served(&self) -> u64 {
+        self.counter
+    }
+
+    /// Gives the channel back (to close it cleanly at the end of the session).
+    pub fn into_channel(self) -> C {
+        self.ch
+    }
+}
+
+impl<C: Channel> TripleProvider for DealerClient<C> {
+    fn party(&self) -> Party {
+        self.party
+    }
+
+    async fn fetch(&mut self, req: &Request) -> Result<Material, BeaverError> {
+        req.validate(self.max_request_elems)?;
+        let n = self.counter;
+        let during = format!("request #{n} ({req:?})");
+        self.ch.send_msg(req).await.map_err(|e| lost(&during, e))?;
+        let ack = self
+            .ch
+            .recv_u64s(1, "dealer acknowledgement")
+            .await
+            .map_err(|e| lost(&during, e))?;
+        if ack[0] != n {
+            let reason = format!(
+                "the dealer acknowledged request #{} while this party is at #{n}",
+                ack[0]
+            );
+            self.ch.abort(&reason).await;
+            return Err(BeaverError::DealerProtocol(reason));
+        }
+        let total = req.correction_len(self.party);
+        let mut correction = Vec::with_capacity(total);
+        while correction.len() < total {
+            let len = self.chunk_elems.min(total - correction.len());
+            let part = self
+                .ch
+                .recv_u64s(len, "dealer correction")
+                .await
+                .map_err(|e| lost(&during, e))?;
+            correction.extend_from_slice(&part);
+        }
+        self.counter += 1;
+        Ok(expand_local(self.party, &self.seed, n, req, correction))
+    }
+}

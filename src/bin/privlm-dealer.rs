@@ -1,0 +1,280 @@
+//! `privlm-dealer`: the third, non-colluding party that serves correlated randomness (Beaver
+//! triples, matrix triples, square and truncation pairs, weight masks) to a client and a server.
+//!
+//! It listens for connections, reads each one's hello, pairs the client (P0) and the server (P1)
+//! of the same session id, and serves each pair with
+//! `privlm_protocols::beaver::dealer::serve_paired` in its own task. The dealer never sees inputs
+//! or weights. See `docs/protocols/linear.md`.
+//!
+//! Transport: every connection should be TLS 1.3 (`privlm_protocols::channel::tls`); until that
+//! transport is wired in here, the binary serves plain TCP only when the user passes
+//! `--insecure-plaintext-tcp` (for local experiments), and refuses otherwise.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use privlm_protocols::beaver::dealer::{
+    DealerConfig, Hello, check_hellos, read_hello, serve_paired,
+};
+use privlm_protocols::beaver::{INSECURE_IDEAL_DEALER_FLAG, require_insecure_opt_in};
+use privlm_protocols::channel::{Channel, ChannelConfig, FramedChannel};
+use privlm_protocols::prg::Prg;
+use privlm_protocols::share::Party;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+
+const USAGE: &str = "usage: privlm-dealer --listen ADDR [--sessions N] [--chunk-elems N] \
+[--idle-timeout-secs N] [--insecure-plaintext-tcp] [--insecure-ideal-dealer --seed N]
+
+  --listen ADDR              address to listen on, for example 127.0.0.1:7400
+  --sessions N               stop after serving N sessions (default: serve forever)
+  --chunk-elems N            ring elements per correction message (default 65536)
+  --idle-timeout-secs N      how long to wait for a party's next request (default 3600)
+  --insecure-plaintext-tcp   serve over plain TCP (no TLS): local experiments only
+  --insecure-ideal-dealer    allow --seed (a fixed dealer seed makes every triple predictable)
+  --seed N                   derive every session's seeds from N (tests and benches only)";
+
+#[derive(Debug)]
+struct Opts {
+    listen: String,
+    sessions: Option<u64>,
+    chunk_elems: usize,
+    idle_timeout: Duration,
+    plaintext_tcp: bool,
+    insecure_ideal: bool,
+    seed: Option<u64>,
+}
+
+fn parse_args(args: &[String]) -> anyhow::Result<Opts> {
+    let mut o = Opts {
+        listen: String::new(),
+        sessions: None,
+        chunk_elems: privlm_protocols::beaver::dealer::DEFAULT_CHUNK_ELEMS,
+        idle_timeout: Duration::from_secs(3600),
+        plaintext_tcp: false,
+        insecure_ideal: false,
+        seed: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .with_context(|| format!("{name} needs a value\n{USAGE}"))
+        };
+        match a.as_str() {
+            "--listen" => o.listen = value("--listen")?,
+            "--sessions" => o.sessions = Some(value("--sessions")?.parse()?),
+            "--chunk-elems" => o.chunk_elems = value("--chunk-elems")?.parse()?,
+            "--idle-timeout-secs" => {
+                o.idle_timeout = Duration::from_secs(value("--idle-timeout-secs")?.parse()?)
+            }
+            "--insecure-plaintext-tcp" => o.plaintext_tcp = true,
+            "--seed" => o.seed = Some(value("--seed")?.parse()?),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            f if f == INSECURE_IDEAL_DEALER_FLAG => o.insecure_ideal = true,
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if o.listen.is_empty() {
+        bail!("--listen is required\n{USAGE}");
+    }
+    if o.chunk_elems == 0 {
+        bail!("--chunk-elems must be positive");
+    }
+    if o.seed.is_some() {
+        require_insecure_opt_in(o.insecure_ideal)?;
+    }
+    if !o.plaintext_tcp {
+        bail!(
+            "the TLS transport is not wired into privlm-dealer yet; pass --insecure-plaintext-tcp \
+             to serve over plain TCP for local experiments"
+        );
+    }
+    Ok(o)
+}
+
+/// The transport boundary: turns an accepted TCP connection into a channel. TLS plugs in here.
+fn make_channel(stream: TcpStream, opts: &Opts) -> anyhow::Result<FramedChannel> {
+    stream.set_nodelay(true)?;
+    let cfg = ChannelConfig {
+        timeout: opts.idle_timeout,
+        ..ChannelConfig::default()
+    };
+    Ok(FramedChannel::new(stream, cfg))
+}
+
+type Pending = Arc<Mutex<HashMap<[u8; 32], (Party, FramedChannel)>>>;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = parse_args(&args)?;
+    let listener = TcpListener::bind(&opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    eprintln!("privlm-dealer listening on {}", listener.local_addr()?);
+    run(listener, opts).await
+}
+
+/// Reads a connection's hello (bounded by the handshake timeout) and either parks it until
+/// the other party of its session arrives or hands the pair to the main loop.
+async fn handshake(
+    mut ch: FramedChannel,
+    peer: std::net::SocketAddr,
+    pending: Pending,
+    paired: tokio::sync::mpsc::Sender<(FramedChannel, FramedChannel)>,
+) {
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&mut ch)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            eprintln!("connection from {peer}: no valid hello: {e}");
+            return;
+        }
+        Err(_) => {
+            let _ = ch.abort("no hello within the handshake timeout").await;
+            eprintln!("connection from {peer}: no hello within {HANDSHAKE_TIMEOUT:?}");
+            return;
+        }
+    };
+    let mut map = pending.lock().await;
+    let Some((other_party, mut other)) = map.remove(&hello.session) else {
+        map.insert(hello.session, (hello.party, ch));
+        return;
+    };
+    drop(map);
+    let theirs = Hello {
+        party: other_party,
+        ..hello.clone()
+    };
+    if let Err(e) = check_hellos(&hello, &theirs) {
+        let reason = e.to_string();
+        let _ = tokio::join!(ch.abort(&reason), other.abort(&reason));
+        eprintln!("refused a session: {reason}");
+        return;
+    }
+    let pair = if hello.party == Party::P0 {
+        (ch, other)
+    } else {
+        (other, ch)
+    };
+    let _ = paired.send(pair).await;
+}
+
+/// How long a new connection may take to send its hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts connections, pairs them by session id, and serves each pair in its own task.
+async fn run(listener: TcpListener, opts: Opts) -> anyhow::Result<()> {
+    let cfg = DealerConfig {
+        chunk_elems: opts.chunk_elems,
+        ..DealerConfig::default()
+    };
+    let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+    let (paired_tx, mut paired_rx) = tokio::sync::mpsc::channel(16);
+    let mut master = opts.seed.map(Prg::from_u64);
+    let mut started = 0u64;
+    let mut sessions = tokio::task::JoinSet::new();
+    while opts.sessions.is_none_or(|n| started < n) {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = accepted?;
+                let ch = make_channel(stream, &opts)?;
+                tokio::spawn(handshake(ch, peer, pending.clone(), paired_tx.clone()));
+            }
+            Some((p0, p1)) = paired_rx.recv() => {
+                let mut rng = match master.as_mut() {
+                    Some(m) => Prg::from_seed(m.gen_seed()),
+                    None => Prg::from_os(),
+                };
+                let cfg = cfg.clone();
+                started += 1;
+                let n = started;
+                sessions.spawn(async move {
+                    match serve_paired(p0, p1, &cfg, &mut rng).await {
+                        Ok(s) => eprintln!(
+                            "session {n}: served {} requests, {} correction elements",
+                            s.requests, s.correction_elems
+                        ),
+                        Err(e) => eprintln!("session {n} ended with an error: {e}"),
+                    }
+                });
+            }
+        }
+    }
+    while sessions.join_next().await.is_some() {}
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use privlm_protocols::beaver::TripleProvider;
+    use privlm_protocols::beaver::dealer::DealerClient;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flags_are_enforced() {
+        let e = parse_args(&args("--listen 127.0.0.1:0")).unwrap_err();
+        assert!(e.to_string().contains("TLS"), "{e}");
+        let e = parse_args(&args(
+            "--listen 127.0.0.1:0 --insecure-plaintext-tcp --seed 3",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("--insecure-ideal-dealer"), "{e}");
+        let o = parse_args(&args(
+            "--listen 127.0.0.1:0 --insecure-plaintext-tcp --insecure-ideal-dealer --seed 3",
+        ))
+        .unwrap();
+        assert_eq!(o.seed, Some(3));
+        assert!(parse_args(&args("--bogus")).is_err());
+    }
+
+    /// Two sessions whose connections interleave are paired by session id and served over TCP.
+    #[tokio::test]
+    async fn serves_interleaved_sessions_over_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let opts = parse_args(&args(
+            "--listen 127.0.0.1:0 --insecure-plaintext-tcp --sessions 2 --chunk-elems 5",
+        ))
+        .unwrap();
+        let server = tokio::spawn(run(listener, opts));
+        let connect = |party, sid: u8| async move {
+            let s = TcpStream::connect(addr).await.unwrap();
+            let ch = FramedChannel::new(s, ChannelConfig::default());
+            DealerClient::connect(ch, party, [sid; 32]).await.unwrap()
+        };
+        // Four connections at once, two sessions interleaved.
+        let (a0, b1, b0, a1) = tokio::join!(
+            connect(Party::P0, 1),
+            connect(Party::P1, 2),
+            connect(Party::P0, 2),
+            connect(Party::P1, 1)
+        );
+        for (mut p0, mut p1) in [(a0, a1), (b0, b1)] {
+            let (x, y) = tokio::join!(p0.elementwise(12), p1.elementwise(12));
+            let (x, y) = (x.unwrap(), y.unwrap());
+            for i in 0..12 {
+                let a = x.a.data()[i].wrapping_add(y.a.data()[i]);
+                let b = x.b.data()[i].wrapping_add(y.b.data()[i]);
+                let c = x.c.data()[i].wrapping_add(y.c.data()[i]);
+                assert_eq!(c, a.wrapping_mul(b));
+            }
+            p0.into_channel().close().await.unwrap();
+            p1.into_channel().close().await.unwrap();
+        }
+        server.await.unwrap().unwrap();
+    }
+}
