@@ -6,11 +6,15 @@
 //! `privlm_protocols::beaver::dealer::serve_paired` in its own task. The dealer never sees inputs
 //! or weights. See `docs/protocols/linear.md`.
 //!
-//! Transport: every connection should be TLS 1.3 (`privlm_protocols::channel::tls`); until that
-//! transport is wired in here, the binary serves plain TCP only when the user passes
-//! `--insecure-plaintext-tcp` (for local experiments), and refuses otherwise.
+//! Transport: every connection is TLS 1.3 (`privlm_protocols::channel::tls`) with the dealer's
+//! own certificate (created on first run in `--identity DIR`) and the parties' certificates
+//! pinned by fingerprint (`--peer-fingerprint`, once per party). Plain TCP is served only when
+//! the user passes `--insecure-plaintext-tcp` (local experiments). TLS handshakes run one at a
+//! time in the accept loop, each bounded by a timeout; a failed one affects only its connection.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,16 +23,20 @@ use privlm_protocols::beaver::dealer::{
     DealerConfig, Hello, check_hellos, read_hello, serve_paired,
 };
 use privlm_protocols::beaver::{INSECURE_IDEAL_DEALER_FLAG, require_insecure_opt_in};
+use privlm_protocols::channel::tls::{Fingerprint, Identity, TlsError, TlsListener};
 use privlm_protocols::channel::{Channel, ChannelConfig, FramedChannel};
 use privlm_protocols::prg::Prg;
 use privlm_protocols::share::Party;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 
-const USAGE: &str = "usage: privlm-dealer --listen ADDR [--sessions N] [--chunk-elems N] \
-[--idle-timeout-secs N] [--insecure-plaintext-tcp] [--insecure-ideal-dealer --seed N]
+const USAGE: &str = "usage: privlm-dealer --listen ADDR --identity DIR --peer-fingerprint HEX... \
+[--sessions N] [--chunk-elems N] [--idle-timeout-secs N] [--insecure-plaintext-tcp] \
+[--insecure-ideal-dealer --seed N]
 
   --listen ADDR              address to listen on, for example 127.0.0.1:7400
+  --identity DIR             the dealer's TLS certificate and key (created on first run)
+  --peer-fingerprint HEX     SHA-256 fingerprint of a party's certificate (repeat per party)
   --sessions N               stop after serving N sessions (default: serve forever)
   --chunk-elems N            ring elements per correction message (default 65536)
   --idle-timeout-secs N      how long to wait for a party's next request (default 3600)
@@ -45,6 +53,8 @@ struct Opts {
     plaintext_tcp: bool,
     insecure_ideal: bool,
     seed: Option<u64>,
+    identity: Option<PathBuf>,
+    peers: Vec<Fingerprint>,
 }
 
 fn parse_args(args: &[String]) -> anyhow::Result<Opts> {
@@ -56,6 +66,8 @@ fn parse_args(args: &[String]) -> anyhow::Result<Opts> {
         plaintext_tcp: false,
         insecure_ideal: false,
         seed: None,
+        identity: None,
+        peers: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -72,6 +84,11 @@ fn parse_args(args: &[String]) -> anyhow::Result<Opts> {
                 o.idle_timeout = Duration::from_secs(value("--idle-timeout-secs")?.parse()?)
             }
             "--insecure-plaintext-tcp" => o.plaintext_tcp = true,
+            "--identity" => o.identity = Some(PathBuf::from(value("--identity")?)),
+            "--peer-fingerprint" => o.peers.push(
+                Fingerprint::from_hex(&value("--peer-fingerprint")?)
+                    .context("--peer-fingerprint")?,
+            ),
             "--seed" => o.seed = Some(value("--seed")?.parse()?),
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -90,23 +107,79 @@ fn parse_args(args: &[String]) -> anyhow::Result<Opts> {
     if o.seed.is_some() {
         require_insecure_opt_in(o.insecure_ideal)?;
     }
-    if !o.plaintext_tcp {
+    if !o.plaintext_tcp && (o.identity.is_none() || o.peers.is_empty()) {
         bail!(
-            "the TLS transport is not wired into privlm-dealer yet; pass --insecure-plaintext-tcp \
-             to serve over plain TCP for local experiments"
+            "TLS needs --identity DIR and a --peer-fingerprint for each party \
+             (or --insecure-plaintext-tcp for local experiments)\n{USAGE}"
         );
     }
     Ok(o)
 }
 
-/// The transport boundary: turns an accepted TCP connection into a channel. TLS plugs in here.
-fn make_channel(stream: TcpStream, opts: &Opts) -> anyhow::Result<FramedChannel> {
-    stream.set_nodelay(true)?;
-    let cfg = ChannelConfig {
+fn channel_config(opts: &Opts) -> ChannelConfig {
+    ChannelConfig {
         timeout: opts.idle_timeout,
         ..ChannelConfig::default()
-    };
-    Ok(FramedChannel::new(stream, cfg))
+    }
+}
+
+/// The transport boundary: where connections come from.
+enum Acceptor {
+    Tls(TlsListener),
+    Plain(TcpListener, ChannelConfig),
+}
+
+impl Acceptor {
+    async fn bind(opts: &Opts) -> anyhow::Result<Self> {
+        if opts.plaintext_tcp {
+            let l = TcpListener::bind(&opts.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", opts.listen))?;
+            return Ok(Acceptor::Plain(l, channel_config(opts)));
+        }
+        let dir = opts.identity.as_deref().context("--identity is required")?;
+        let identity = Identity::load_or_create(dir)
+            .with_context(|| format!("cannot load or create the identity in {}", dir.display()))?;
+        eprintln!(
+            "privlm-dealer certificate fingerprint {}",
+            identity.fingerprint()
+        );
+        let l = TlsListener::bind(
+            opts.listen.as_str(),
+            &identity,
+            &opts.peers,
+            channel_config(opts),
+        )
+        .await?;
+        Ok(Acceptor::Tls(l))
+    }
+
+    fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(match self {
+            Acceptor::Tls(l) => l.local_addr()?,
+            Acceptor::Plain(l, _) => l.local_addr()?,
+        })
+    }
+
+    /// The next connection as a channel. `Ok(None)`: one connection failed (logged), the
+    /// listener keeps going; `Err`: the listener itself failed.
+    async fn accept(&self) -> anyhow::Result<Option<(FramedChannel, SocketAddr)>> {
+        match self {
+            Acceptor::Plain(l, cfg) => {
+                let (stream, peer) = l.accept().await?;
+                stream.set_nodelay(true)?;
+                Ok(Some((FramedChannel::new(stream, cfg.clone()), peer)))
+            }
+            Acceptor::Tls(l) => match l.accept().await {
+                Ok((ch, info)) => Ok(Some((ch, info.addr))),
+                Err(e @ TlsError::Accept(_)) => Err(e.into()),
+                Err(e) => {
+                    eprintln!("refused a connection: {e}");
+                    Ok(None)
+                }
+            },
+        }
+    }
 }
 
 type Pending = Arc<Mutex<HashMap<[u8; 32], (Party, FramedChannel)>>>;
@@ -118,11 +191,9 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = parse_args(&args)?;
-    let listener = TcpListener::bind(&opts.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    eprintln!("privlm-dealer listening on {}", listener.local_addr()?);
-    run(listener, opts).await
+    let acceptor = Acceptor::bind(&opts).await?;
+    eprintln!("privlm-dealer listening on {}", acceptor.local_addr()?);
+    run(acceptor, opts).await
 }
 
 /// Reads a connection's hello (bounded by the handshake timeout) and either parks it until
@@ -173,7 +244,7 @@ async fn handshake(
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts connections, pairs them by session id, and serves each pair in its own task.
-async fn run(listener: TcpListener, opts: Opts) -> anyhow::Result<()> {
+async fn run(acceptor: Acceptor, opts: Opts) -> anyhow::Result<()> {
     let cfg = DealerConfig {
         chunk_elems: opts.chunk_elems,
         ..DealerConfig::default()
@@ -185,9 +256,8 @@ async fn run(listener: TcpListener, opts: Opts) -> anyhow::Result<()> {
     let mut sessions = tokio::task::JoinSet::new();
     while opts.sessions.is_none_or(|n| started < n) {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = accepted?;
-                let ch = make_channel(stream, &opts)?;
+            accepted = acceptor.accept() => {
+                let Some((ch, peer)) = accepted? else { continue };
                 tokio::spawn(handshake(ch, peer, pending.clone(), paired_tx.clone()));
             }
             Some((p0, p1)) = paired_rx.recv() => {
@@ -219,6 +289,7 @@ mod tests {
     use super::*;
     use privlm_protocols::beaver::TripleProvider;
     use privlm_protocols::beaver::dealer::DealerClient;
+    use tokio::net::TcpStream;
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
@@ -244,13 +315,13 @@ mod tests {
     /// Two sessions whose connections interleave are paired by session id and served over TCP.
     #[tokio::test]
     async fn serves_interleaved_sessions_over_tcp() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let opts = parse_args(&args(
             "--listen 127.0.0.1:0 --insecure-plaintext-tcp --sessions 2 --chunk-elems 5",
         ))
         .unwrap();
-        let server = tokio::spawn(run(listener, opts));
+        let acceptor = Acceptor::bind(&opts).await.unwrap();
+        let addr = acceptor.local_addr().unwrap();
+        let server = tokio::spawn(run(acceptor, opts));
         let connect = |party, sid: u8| async move {
             let s = TcpStream::connect(addr).await.unwrap();
             let ch = FramedChannel::new(s, ChannelConfig::default());
