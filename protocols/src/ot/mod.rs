@@ -17,7 +17,11 @@ use std::future::Future;
 use crate::block::Block;
 use crate::channel::{Channel, ChannelError};
 
+pub mod base;
 pub mod ideal;
+pub mod iknp;
+pub mod transpose;
+mod wire;
 
 /// Errors of OT protocols.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
