@@ -625,3 +625,132 @@ impl RotReceiver for IknpReceiver {
         Ok((bits, h))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::{ChannelError, mem};
+    use crate::ot::test_util::{check_chosen, check_cot, check_rot};
+
+    fn pair(chunk: usize, seed: u64) -> (IknpSender, IknpReceiver) {
+        let cfg = IknpConfig::with_chunk(chunk).unwrap();
+        let mut prg = Prg::from_u64(seed);
+        (
+            IknpSender::new(
+                cfg.clone(),
+                Block(0x1234_5678_9abc_def0_0fed_cba9_8765_4320),
+                &mut prg,
+            ),
+            IknpReceiver::new(cfg, &mut prg),
+        )
+    }
+
+    fn sizes(chunk: usize) -> Vec<usize> {
+        vec![0, 1, chunk - 1, chunk, chunk + 1, 3 * chunk + 5, 0, 130, 7]
+    }
+
+    #[tokio::test]
+    async fn cot_small_chunk() {
+        let (mut s, mut r) = pair(256, 1);
+        assert!(s.delta().lsb(), "lsb forced to 1");
+        check_cot(&mut s, &mut r, &sizes(256)).await;
+    }
+
+    #[tokio::test]
+    async fn cot_default_chunk() {
+        let (mut s, mut r) = pair(DEFAULT_CHUNK, 2);
+        check_cot(
+            &mut s,
+            &mut r,
+            &[1, DEFAULT_CHUNK - 1, DEFAULT_CHUNK, DEFAULT_CHUNK + 1],
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn rot_small_chunk() {
+        let (mut s, mut r) = pair(128, 3);
+        check_rot(&mut s, &mut r, &sizes(128)).await;
+    }
+
+    #[tokio::test]
+    async fn chosen_over_iknp() {
+        let (s, r) = pair(256, 4);
+        check_chosen(s, r, &sizes(256)).await;
+    }
+
+    #[tokio::test]
+    async fn mixed_calls_share_leftovers() {
+        let (mut s, mut r) = pair(256, 5);
+        let (mut a, mut b) = mem::pair();
+        // RCOT leaves leftovers that the next COT derandomizes and the next ROT hashes.
+        let (q, rt) = tokio::join!(s.send_rcot(&mut a, 100), r.recv_rcot(&mut b, 100));
+        let (q, (bits, t)) = (q.unwrap(), rt.unwrap());
+        for i in 0..100 {
+            assert_eq!(t[i], q[i] ^ s.delta().select(bits[i]));
+        }
+        check_cot(&mut s, &mut r, &[5, 300]).await;
+        check_rot(&mut s, &mut r, &[3, 200]).await;
+    }
+
+    #[tokio::test]
+    async fn count_mismatch_ends_session() {
+        let (mut s, mut r) = pair(256, 6);
+        let (mut a, mut b) = mem::pair();
+        let choices = vec![true; 999];
+        let (x, y) = tokio::join!(s.send_cot(&mut a, 1000), r.recv_cot(&mut b, &choices));
+        let msg = x.unwrap_err().to_string();
+        assert!(
+            msg.contains("asked for 999") && msg.contains("for 1000"),
+            "{msg}"
+        );
+        assert!(y.is_err());
+        // Sticky: the sender refuses further calls.
+        assert!(s.send_cot(&mut a, 1).await.is_err());
+
+        // A kind mismatch (COT vs ROT) is caught too.
+        let (mut s, mut r) = pair(256, 7);
+        let (mut a, mut b) = mem::pair();
+        let (x, _y) = tokio::join!(s.send_rot(&mut a, 10), r.recv_cot(&mut b, &[true; 10]));
+        assert!(x.unwrap_err().to_string().contains("random OT"));
+    }
+
+    #[tokio::test]
+    async fn wrong_u_length_aborts() {
+        let (mut s, _) = pair(256, 8);
+        let (mut a, mut b) = mem::pair();
+        let mut rng = Prg::from_u64(9);
+        let fake = async {
+            b.send_bytes(&wire::header(Kind::Cot, 128)).await.unwrap();
+            base_ot_send(&mut b, KAPPA, &mut rng).await.unwrap();
+            // 128 OTs need 2048 bytes of u; send 100.
+            b.send_bytes(&[0u8; 100]).await.unwrap();
+            let mut buf = [0u8; 1];
+            b.recv_bytes_into(&mut buf, "anything").await
+        };
+        let (x, y) = tokio::join!(s.send_cot(&mut a, 128), fake);
+        let msg = x.unwrap_err().to_string();
+        assert!(msg.contains("IKNP u matrix"), "{msg}");
+        assert!(matches!(y, Err(ChannelError::PeerAborted(_))), "{y:?}");
+    }
+
+    #[test]
+    fn core_validates() {
+        assert!(IknpConfig::with_chunk(100).is_err());
+        assert!(IknpConfig::with_chunk(0).is_err());
+        assert!(IknpSenderCore::new(Block(1), &[Block(0); 3]).is_err());
+        let mut core = IknpSenderCore::new(Block(1), &[Block(0); KAPPA]).unwrap();
+        let mut out = Vec::new();
+        assert!(matches!(
+            core.extend(128, &[0u64; 5], &mut out),
+            Err(IknpError::ULength {
+                expected: 256,
+                got: 5
+            })
+        ));
+        assert!(matches!(
+            core.extend(64, &[0u64; 128], &mut out),
+            Err(IknpError::BadChunk(64))
+        ));
+    }
+}

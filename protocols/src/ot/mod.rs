@@ -18,8 +18,11 @@ use crate::block::Block;
 use crate::channel::{Channel, ChannelError};
 
 pub mod base;
+pub mod chosen;
 pub mod ideal;
 pub mod iknp;
+#[cfg(test)]
+mod test_util;
 pub mod transpose;
 mod wire;
 
