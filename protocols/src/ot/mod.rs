@@ -19,6 +19,7 @@ use crate::channel::{Channel, ChannelError};
 
 pub mod base;
 pub mod chosen;
+pub mod dealer;
 pub mod ideal;
 pub mod iknp;
 #[cfg(test)]
