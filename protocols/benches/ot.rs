@@ -1,15 +1,25 @@
-//! OT benches: base-OT setup, IKNP random COTs, random OTs, chosen-message OT, transposition.
-//! Both parties run on one thread (a current-thread tokio runtime) over the in-memory pair.
+#![allow(missing_docs)]
+//! OT benches: base-OT setup, IKNP random COTs, COTs, random OTs, chosen-message OT, dealer
+//! COTs, transposition. Both parties run on one thread (a current-thread tokio runtime) over
+//! the in-memory pair, so a figure is the cost of *both* parties together.
 //!
 //! `cargo bench -p privlm-protocols --bench ot -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Besides criterion's wall-clock figures, each bench prints the CPU time its thread used
+//! (from `/proc/thread-self/schedstat`), which stays meaningful on a shared, loaded machine.
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use privlm_protocols::block::Block;
 use privlm_protocols::channel::{Channel, FramedChannel, mem};
 use privlm_protocols::ot::base::{BASE_OT_COUNT, base_ot_recv, base_ot_send};
 use privlm_protocols::ot::chosen::{RotBufferReceiver, RotBufferSender};
 use privlm_protocols::ot::dealer::{DealerCotReceiver, DealerCotSender, deal_cot};
-use privlm_protocols::ot::iknp::{IknpConfig, IknpReceiver, IknpSender};
+use privlm_protocols::ot::iknp::{
+    IknpConfig, IknpReceiver, IknpReceiverCore, IknpSender, IknpSenderCore,
+};
 use privlm_protocols::ot::transpose::cols_to_rows;
 use privlm_protocols::ot::{CotReceiver, CotSender, RotReceiver, RotSender};
 use privlm_protocols::prg::Prg;
@@ -21,6 +31,41 @@ fn rt() -> Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// CPU time used by this thread so far, in nanoseconds (Linux), if available.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Runs `f` under criterion (wall clock), then `iters` more times measuring CPU time.
+fn bench_both(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    elems: u64,
+    iters: u32,
+    mut f: impl FnMut(),
+) {
+    g.bench_function(name, |b| b.iter(&mut f));
+    let (c0, w0) = (thread_cpu_ns(), Instant::now());
+    for _ in 0..iters {
+        f();
+    }
+    let wall = w0.elapsed().as_secs_f64() / iters as f64;
+    if let (Some(c0), Some(c1)) = (c0, thread_cpu_ns()) {
+        let cpu = (c1 - c0) as f64 * 1e-9 / iters as f64;
+        eprintln!(
+            "CPU {name}: {:.3} ms CPU per iteration ({:.2} M elem per CPU-second); wall {:.3} ms",
+            cpu * 1e3,
+            elems as f64 / cpu / 1e6,
+            wall * 1e3
+        );
+    }
 }
 
 fn setup_iknp(rt: &Runtime) -> (IknpSender, IknpReceiver, FramedChannel, FramedChannel) {
@@ -36,6 +81,7 @@ fn setup_iknp(rt: &Runtime) -> (IknpSender, IknpReceiver, FramedChannel, FramedC
     })
 }
 
+/// Bytes sent by both parties and rounds, framing included.
 fn traffic(a: &FramedChannel, b: &FramedChannel) -> (u64, u64) {
     let (ta, tb) = (a.stats().total(), b.stats().total());
     (ta.bytes_sent + tb.bytes_sent, ta.rounds + tb.rounds)
@@ -47,18 +93,20 @@ fn base_ot(c: &mut Criterion) {
     let mut prg1 = Prg::from_u64(1);
     let mut prg2 = Prg::from_u64(2);
     let (mut a, mut b) = rt.block_on(async { mem::pair() });
-    c.bench_function("base_ot/128 (both parties, one thread)", |bench| {
-        bench.iter(|| {
-            rt.block_on(async {
-                let (x, y) = tokio::join!(
-                    base_ot_send(&mut a, BASE_OT_COUNT, &mut prg1),
-                    base_ot_recv(&mut b, &choices, &mut prg2)
-                );
-                x.unwrap();
-                y.unwrap();
-            })
+    let mut g = c.benchmark_group("base_ot");
+    bench_both(&mut g, "128 base OTs", 128, 20, || {
+        rt.block_on(async {
+            let (x, y) = tokio::join!(
+                base_ot_send(&mut a, BASE_OT_COUNT, &mut prg1),
+                base_ot_recv(&mut b, &choices, &mut prg2)
+            );
+            x.unwrap();
+            y.unwrap();
         })
     });
+    g.finish();
+    let t = traffic(&a, &b);
+    eprintln!("base OT traffic so far: {} bytes, {} rounds", t.0, t.1);
 }
 
 const N: usize = 1 << 20;
@@ -66,52 +114,44 @@ const N: usize = 1 << 20;
 fn iknp(c: &mut Criterion) {
     let rt = rt();
     let (mut s, mut r, mut a, mut b) = setup_iknp(&rt);
-    let mut g = c.benchmark_group("iknp");
-    g.throughput(Throughput::Elements(N as u64));
-    g.bench_function("random COT x 2^20", |bench| {
-        bench.iter(|| {
-            rt.block_on(async {
-                let (x, y) = tokio::join!(s.send_rcot(&mut a, N), r.recv_rcot(&mut b, N));
-                x.unwrap();
-                y.unwrap();
-            })
-        })
-    });
-    let before = traffic(&a, &b);
     let mut prg = Prg::from_u64(3);
     let choices: Vec<bool> = (0..N).map(|_| prg.next_u64() & 1 == 1).collect();
-    g.bench_function("COT (chosen bits) x 2^20", |bench| {
-        bench.iter(|| {
-            rt.block_on(async {
-                let (x, y) = tokio::join!(s.send_cot(&mut a, N), r.recv_cot(&mut b, &choices));
-                x.unwrap();
-                y.unwrap();
-            })
+    let mut g = c.benchmark_group("iknp");
+    g.throughput(Throughput::Elements(N as u64));
+    bench_both(&mut g, "random COT x 2^20", N as u64, 5, || {
+        rt.block_on(async {
+            let (x, y) = tokio::join!(s.send_rcot(&mut a, N), r.recv_rcot(&mut b, N));
+            x.unwrap();
+            y.unwrap();
         })
     });
-    g.bench_function("random OT x 2^20", |bench| {
-        bench.iter(|| {
-            rt.block_on(async {
-                let (x, y) = tokio::join!(s.send_rot(&mut a, N), r.recv_rot(&mut b, N));
-                x.unwrap();
-                y.unwrap();
-            })
+    bench_both(&mut g, "COT (chosen bits) x 2^20", N as u64, 5, || {
+        rt.block_on(async {
+            let (x, y) = tokio::join!(s.send_cot(&mut a, N), r.recv_cot(&mut b, &choices));
+            x.unwrap();
+            y.unwrap();
+        })
+    });
+    bench_both(&mut g, "random OT x 2^20", N as u64, 5, || {
+        rt.block_on(async {
+            let (x, y) = tokio::join!(s.send_rot(&mut a, N), r.recv_rot(&mut b, N));
+            x.unwrap();
+            y.unwrap();
         })
     });
     g.finish();
     // Traffic per COT, measured on one extra call.
-    let before2 = traffic(&a, &b);
+    let before = traffic(&a, &b);
     rt.block_on(async {
         let (x, y) = tokio::join!(s.send_rcot(&mut a, N), r.recv_rcot(&mut b, N));
         x.unwrap();
         y.unwrap();
     });
     let after = traffic(&a, &b);
-    let _ = before;
     eprintln!(
-        "iknp: {:.2} bits sent per random COT (both directions, framing included), {} rounds for 2^20",
-        (after.0 - before2.0) as f64 * 8.0 / N as f64,
-        after.1 - before2.1
+        "iknp: {:.3} bits sent per random COT (both directions, framing and call header included), {} rounds for one call of 2^20",
+        (after.0 - before.0) as f64 * 8.0 / N as f64,
+        after.1 - before.1
     );
 }
 
@@ -128,8 +168,12 @@ fn chosen(c: &mut Criterion) {
     let choices: Vec<bool> = (0..n).map(|_| prg.next_u64() & 1 == 1).collect();
     let mut g = c.benchmark_group("chosen_ot");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("IKNP ROT + derandomization x 2^18", |bench| {
-        bench.iter(|| {
+    bench_both(
+        &mut g,
+        "IKNP ROT + derandomization x 2^18",
+        n as u64,
+        5,
+        || {
             rt.block_on(async {
                 let (x, y) = tokio::join!(
                     s.send_chosen(&mut a, &msgs),
@@ -138,29 +182,28 @@ fn chosen(c: &mut Criterion) {
                 x.unwrap();
                 y.unwrap();
             })
-        })
-    });
+        },
+    );
     g.bench_function("online only (preprocessed ROTs) x 2^18", |bench| {
-        bench.iter_batched(
-            || {
+        bench.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
                 rt.block_on(async {
                     let (x, y) = tokio::join!(s.preprocess(&mut a, n), r.preprocess(&mut b, n));
                     x.unwrap();
                     y.unwrap();
-                })
-            },
-            |_| {
-                rt.block_on(async {
+                    let start = Instant::now();
                     let (x, y) = tokio::join!(
                         s.send_chosen(&mut a, &msgs),
                         r.recv_chosen(&mut b, &choices)
                     );
                     x.unwrap();
                     y.unwrap();
+                    total += start.elapsed();
                 })
-            },
-            criterion::BatchSize::PerIteration,
-        )
+            }
+            total
+        })
     });
     g.finish();
 }
@@ -175,29 +218,62 @@ fn dealer(c: &mut Criterion) {
     let (mut a, mut b) = rt.block_on(async { mem::pair() });
     let mut g = c.benchmark_group("dealer");
     g.throughput(Throughput::Elements(n as u64));
-    g.bench_function("deal COT x 2^18", |bench| {
-        bench.iter(|| deal_cot(&mut dealer, delta, n))
+    bench_both(&mut g, "deal COT x 2^18", n as u64, 5, || {
+        std::hint::black_box(deal_cot(&mut dealer, delta, n));
     });
     g.bench_function("consume dealt COT (chosen bits) x 2^18", |bench| {
-        bench.iter_batched(
-            || {
+        bench.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
                 let (sp, rp) = deal_cot(&mut dealer, delta, n);
                 let mut s = DealerCotSender::new(delta);
                 s.add(sp).unwrap();
                 let mut r = DealerCotReceiver::new();
                 r.add(rp);
-                (s, r)
-            },
-            |(mut s, mut r)| {
                 rt.block_on(async {
+                    let start = Instant::now();
                     let (x, y) = tokio::join!(s.send_cot(&mut a, n), r.recv_cot(&mut b, &choices));
                     x.unwrap();
                     y.unwrap();
+                    total += start.elapsed();
                 })
-            },
-            criterion::BatchSize::PerIteration,
-        )
+            }
+            total
+        })
     });
+    g.finish();
+}
+
+fn iknp_core(c: &mut Criterion) {
+    // Compute only (no channel): both cores on one 2^14 chunk, as after the base OTs.
+    let m = 1 << 14;
+    let mut prg = Prg::from_u64(8);
+    let delta = Block(Block::random(&mut prg).0 | 1);
+    let pairs: Vec<[Block; 2]> = (0..128)
+        .map(|_| [Block::random(&mut prg), Block::random(&mut prg)])
+        .collect();
+    let chosen: Vec<Block> = (0..128)
+        .map(|j| pairs[j][((delta.0 >> j) & 1) as usize])
+        .collect();
+    let mut s = IknpSenderCore::new(delta, &chosen).unwrap();
+    let mut r = IknpReceiverCore::new(&pairs).unwrap();
+    let bits: Vec<u64> = (0..m / 64).map(|_| prg.next_u64()).collect();
+    let mut g = c.benchmark_group("iknp_core");
+    g.throughput(Throughput::Elements(m as u64));
+    let mut ts = Vec::with_capacity(m);
+    let mut qs = Vec::with_capacity(m);
+    bench_both(
+        &mut g,
+        "receiver + sender extend, 2^14 (no channel)",
+        m as u64,
+        50,
+        || {
+            ts.clear();
+            qs.clear();
+            let u = r.extend(&bits, &mut ts).unwrap().to_vec();
+            s.extend(m, &u, &mut qs).unwrap();
+        },
+    );
     g.finish();
 }
 
@@ -207,11 +283,15 @@ fn transpose(c: &mut Criterion) {
     let cols: Vec<u64> = (0..128 * m / 64).map(|_| prg.next_u64()).collect();
     let mut g = c.benchmark_group("transpose");
     g.throughput(Throughput::Elements(m as u64));
-    g.bench_function("128 x 2^14 cols to rows", |bench| {
-        bench.iter(|| cols_to_rows(&cols, m))
+    bench_both(&mut g, "128 x 2^14 cols to rows", m as u64, 50, || {
+        std::hint::black_box(cols_to_rows(&cols, m));
     });
     g.finish();
 }
 
-criterion_group!(benches, base_ot, iknp, chosen, dealer, transpose);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10);
+    targets = base_ot, iknp_core, transpose, iknp, chosen, dealer
+}
 criterion_main!(benches);

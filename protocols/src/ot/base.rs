@@ -34,7 +34,7 @@
 //! [`base_ot_recv`] are the async drivers.
 
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE;
-use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
 use rand_core::CryptoRng;
@@ -172,6 +172,8 @@ pub fn base_ot_receiver_reply<R: CryptoRng + ?Sized>(
     }
     let big_a = decode_point(first, "A", 0)?;
     let a_enc: [u8; 32] = first.try_into().expect("length checked");
+    // A fixed-base table for A makes the n multiplications b_i·A about 3x cheaper.
+    let a_table = RistrettoBasepointTable::create(&big_a);
     let mut reply = Vec::with_capacity(POINT_LEN * choices.len());
     let mut keys = Vec::with_capacity(choices.len());
     for (i, &c) in choices.iter().enumerate() {
@@ -179,7 +181,7 @@ pub fn base_ot_receiver_reply<R: CryptoRng + ?Sized>(
         let bg = RISTRETTO_BASEPOINT_TABLE * &b;
         let big_b = RistrettoPoint::conditional_select(&bg, &(bg + big_a), Choice::from(c as u8));
         let enc = big_b.compress().to_bytes();
-        keys.push(kdf(i, &a_enc, &enc, &(big_a * b)));
+        keys.push(kdf(i, &a_enc, &enc, &(&a_table * &b)));
         reply.extend_from_slice(&enc);
     }
     Ok((reply, keys))

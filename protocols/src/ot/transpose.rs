@@ -13,34 +13,29 @@
 
 use crate::block::Block;
 
-/// Masks of the six swap stages of a 64 × 64 transpose: for stage width `w`, the low `w` bits
-/// of every `2w`-bit group.
-const MASKS: [(u32, u64); 6] = [
-    (32, 0x0000_0000_FFFF_FFFF),
-    (16, 0x0000_FFFF_0000_FFFF),
-    (8, 0x00FF_00FF_00FF_00FF),
-    (4, 0x0F0F_0F0F_0F0F_0F0F),
-    (2, 0x3333_3333_3333_3333),
-    (1, 0x5555_5555_5555_5555),
-];
+/// One swap stage of width `W`: for every row `k` with bit `W` clear, exchanges the high `W`
+/// bits of each `2W`-bit group of `a[k]` with the low `W` bits of the same group of `a[k + W]`.
+#[inline(always)]
+fn stage<const W: usize>(a: &mut [u64; 64], mask: u64) {
+    for k in 0..64 {
+        if k & W == 0 {
+            let t = ((a[k] >> W) ^ a[k + W]) & mask;
+            a[k] ^= t << W;
+            a[k + W] ^= t;
+        }
+    }
+}
 
 /// Transposes a 64 × 64 bit matrix in place: afterwards bit `c` of `a[r]` is what bit `r` of
 /// `a[c]` was.
 #[inline]
 pub fn transpose64(a: &mut [u64; 64]) {
-    for &(w, mask) in MASKS.iter() {
-        let w_us = w as usize;
-        // Rows k with bit `w` clear pair up with row k + w.
-        let mut base = 0;
-        while base < 64 {
-            for k in base..base + w_us {
-                let t = ((a[k] >> w) ^ a[k + w_us]) & mask;
-                a[k] ^= t << w;
-                a[k + w_us] ^= t;
-            }
-            base += 2 * w_us;
-        }
-    }
+    stage::<32>(a, 0x0000_0000_FFFF_FFFF);
+    stage::<16>(a, 0x0000_FFFF_0000_FFFF);
+    stage::<8>(a, 0x00FF_00FF_00FF_00FF);
+    stage::<4>(a, 0x0F0F_0F0F_0F0F_0F0F);
+    stage::<2>(a, 0x3333_3333_3333_3333);
+    stage::<1>(a, 0x5555_5555_5555_5555);
 }
 
 /// Transposes a `128 × m` bit matrix given by columns into its `m` rows.
