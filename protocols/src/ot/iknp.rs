@@ -58,7 +58,7 @@ use crate::hash::FIXED_KEY_AES;
 use crate::prg::Prg;
 
 use super::base::{BASE_OT_COUNT, base_ot_recv, base_ot_send};
-use super::transpose::cols_to_rows_into;
+use super::transpose::cols_to_rows_strided;
 use super::wire::{self, HEADER_LEN, Kind};
 use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender};
 
@@ -113,6 +113,12 @@ pub enum IknpError {
         /// Received words.
         got: usize,
     },
+}
+
+/// Column stride in the internal matrices: one cache line more than the column, so the 64
+/// words a transposition tile gathers do not all fall into the same cache sets.
+fn padded(words: usize) -> usize {
+    words + 8
 }
 
 /// AES-128 in counter mode: the PRG that stretches one base-OT key into a column.
@@ -192,9 +198,10 @@ impl IknpSenderCore {
                 got: u.len(),
             });
         }
-        self.cols.resize(KAPPA * words, 0);
+        let stride = padded(words);
+        self.cols.resize(KAPPA * stride, 0);
         for (j, prg) in self.prgs.iter_mut().enumerate() {
-            let col = &mut self.cols[j * words..(j + 1) * words];
+            let col = &mut self.cols[j * stride..j * stride + words];
             prg.fill(col, &mut self.scratch);
             let mask = ((self.delta.0 >> j) & 1).wrapping_neg() as u64;
             for (c, &uw) in col.iter_mut().zip(&u[j * words..(j + 1) * words]) {
@@ -203,7 +210,7 @@ impl IknpSenderCore {
         }
         let start = out.len();
         out.resize(start + m, Block::ZERO);
-        cols_to_rows_into(&self.cols, m, &mut out[start..]);
+        cols_to_rows_strided(&self.cols, stride, m, &mut out[start..]);
         Ok(())
     }
 }
@@ -249,11 +256,12 @@ impl IknpReceiverCore {
         if m % 128 != 0 || m > MAX_CHUNK {
             return Err(IknpError::BadChunk(m));
         }
-        self.t_cols.resize(KAPPA * words, 0);
+        let stride = padded(words);
+        self.t_cols.resize(KAPPA * stride, 0);
         self.u.resize(KAPPA * words, 0);
         self.tmp.resize(words, 0);
         for (j, [g0, g1]) in self.prgs.iter_mut().enumerate() {
-            let t = &mut self.t_cols[j * words..(j + 1) * words];
+            let t = &mut self.t_cols[j * stride..j * stride + words];
             g0.fill(t, &mut self.scratch);
             g1.fill(&mut self.tmp, &mut self.scratch);
             let u = &mut self.u[j * words..(j + 1) * words];
@@ -263,7 +271,7 @@ impl IknpReceiverCore {
         }
         let start = out.len();
         out.resize(start + m, Block::ZERO);
-        cols_to_rows_into(&self.t_cols, m, &mut out[start..]);
+        cols_to_rows_strided(&self.t_cols, stride, m, &mut out[start..]);
         Ok(&self.u)
     }
 }
@@ -286,6 +294,8 @@ pub struct IknpSender {
     /// Index of the next OT used for random OT (the hash tweak).
     rot_index: u64,
     poisoned: bool,
+    /// Receive buffer for the `u` matrix, reused across chunks.
+    ubuf: Vec<u64>,
 }
 
 impl std::fmt::Debug for IknpSender {
@@ -336,6 +346,7 @@ impl IknpSender {
             pool: VecDeque::new(),
             rot_index: 0,
             poisoned: false,
+            ubuf: Vec::new(),
         }
     }
 
@@ -414,8 +425,14 @@ impl IknpSender {
         while rem > 0 {
             let m = self.cfg.chunk.min(rem.div_ceil(128) * 128);
             let take = rem.min(m);
-            let u = ch.recv_u64s(KAPPA * m / 64, "IKNP u matrix").await?;
-            if let Err(e) = core.extend(m, &u, &mut out) {
+            self.ubuf.resize(KAPPA * m / 64, 0);
+            ch.recv_bytes_into(bytemuck::cast_slice_mut(&mut self.ubuf), "IKNP u matrix")
+                .await?;
+            #[cfg(target_endian = "big")]
+            for w in self.ubuf.iter_mut() {
+                *w = u64::from_le(*w);
+            }
+            if let Err(e) = core.extend(m, &self.ubuf, &mut out) {
                 return Err(ch.abort(&e.to_string()).await.into());
             }
             let start = out.len() - m;

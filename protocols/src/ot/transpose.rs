@@ -17,11 +17,12 @@ use crate::block::Block;
 /// bits of each `2W`-bit group of `a[k]` with the low `W` bits of the same group of `a[k + W]`.
 #[inline(always)]
 fn stage<const W: usize>(a: &mut [u64; 64], mask: u64) {
-    for k in 0..64 {
-        if k & W == 0 {
-            let t = ((a[k] >> W) ^ a[k + W]) & mask;
-            a[k] ^= t << W;
-            a[k + W] ^= t;
+    for blk in a.chunks_exact_mut(2 * W) {
+        let (lo, hi) = blk.split_at_mut(W);
+        for (x, y) in lo.iter_mut().zip(hi.iter_mut()) {
+            let t = ((*x >> W) ^ *y) & mask;
+            *x ^= t << W;
+            *y ^= t;
         }
     }
 }
@@ -50,25 +51,35 @@ pub fn cols_to_rows(cols: &[u64], m: usize) -> Vec<Block> {
 
 /// [`cols_to_rows`] writing into `out` (length `m`).
 pub fn cols_to_rows_into(cols: &[u64], m: usize, out: &mut [Block]) {
+    cols_to_rows_strided(cols, m / 64, m, out);
+}
+
+/// [`cols_to_rows_into`] for columns stored `stride` words apart (`stride >= m / 64`). A stride
+/// that is not a multiple of a large power of two avoids cache-set conflicts when the tiles
+/// gather one word from each of 64 columns.
+pub fn cols_to_rows_strided(cols: &[u64], stride: usize, m: usize, out: &mut [Block]) {
     assert_eq!(m % 64, 0, "cols_to_rows: m = {m} is not a multiple of 64");
     let words = m / 64;
-    assert_eq!(
-        cols.len(),
-        128 * words,
-        "cols_to_rows: wrong column data length"
+    assert!(
+        stride >= words,
+        "cols_to_rows: stride {stride} < {words} words"
+    );
+    assert!(
+        words == 0 || cols.len() >= 127 * stride + words,
+        "cols_to_rows: column data too short"
     );
     assert_eq!(out.len(), m, "cols_to_rows: wrong output length");
     let mut lo = [0u64; 64];
     let mut hi = [0u64; 64];
     for g in 0..words {
         for r in 0..64 {
-            lo[r] = cols[r * words + g];
-            hi[r] = cols[(64 + r) * words + g];
+            lo[r] = cols[r * stride + g];
+            hi[r] = cols[(64 + r) * stride + g];
         }
         transpose64(&mut lo);
         transpose64(&mut hi);
-        for (i, o) in out[64 * g..64 * (g + 1)].iter_mut().enumerate() {
-            *o = Block(lo[i] as u128 | ((hi[i] as u128) << 64));
+        for ((o, &l), &h) in out[64 * g..64 * (g + 1)].iter_mut().zip(&lo).zip(&hi) {
+            *o = Block(l as u128 | ((h as u128) << 64));
         }
     }
 }
