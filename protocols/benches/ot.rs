@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use privlm_protocols::block::Block;
-use privlm_protocols::channel::{Channel, FramedChannel, mem};
+use privlm_protocols::channel::{Channel, ChannelConfig, FramedChannel, mem};
 use privlm_protocols::ot::base::{BASE_OT_COUNT, base_ot_recv, base_ot_send};
 use privlm_protocols::ot::chosen::{RotBufferReceiver, RotBufferSender};
 use privlm_protocols::ot::dealer::{DealerCotReceiver, DealerCotSender, deal_cot};
@@ -69,8 +69,15 @@ fn bench_both(
 }
 
 fn setup_iknp(rt: &Runtime) -> (IknpSender, IknpReceiver, FramedChannel, FramedChannel) {
+    setup_iknp_pipe(rt, mem::DEFAULT_PIPE_BYTES)
+}
+
+fn setup_iknp_pipe(
+    rt: &Runtime,
+    pipe: usize,
+) -> (IknpSender, IknpReceiver, FramedChannel, FramedChannel) {
     rt.block_on(async {
-        let (mut a, mut b) = mem::pair();
+        let (mut a, mut b) = mem::pair_with(ChannelConfig::default(), pipe);
         let mut prg = Prg::from_u64(1);
         let mut s = IknpSender::random(IknpConfig::default(), &mut prg);
         let mut r = IknpReceiver::new(IknpConfig::default(), &mut prg);
@@ -139,6 +146,16 @@ fn iknp(c: &mut Criterion) {
             y.unwrap();
         })
     });
+    {
+        let (mut s, mut r, mut a, mut b) = setup_iknp_pipe(&rt, 1 << 20);
+        bench_both(&mut g, "random COT x 2^20, 1 MiB pipe", N as u64, 5, || {
+            rt.block_on(async {
+                let (x, y) = tokio::join!(s.send_rcot(&mut a, N), r.recv_rcot(&mut b, N));
+                x.unwrap();
+                y.unwrap();
+            })
+        });
+    }
     g.finish();
     // Traffic per COT, measured on one extra call.
     let before = traffic(&a, &b);
@@ -149,7 +166,7 @@ fn iknp(c: &mut Criterion) {
     });
     let after = traffic(&a, &b);
     eprintln!(
-        "iknp: {:.3} bits sent per random COT (both directions, framing and call header included), {} rounds for one call of 2^20",
+        "iknp: {:.3} bits sent per random COT (both directions, framing and call header included), {} new rounds counted for one more call of 2^20 (the receiver keeps sending: one flight)",
         (after.0 - before.0) as f64 * 8.0 / N as f64,
         after.1 - before.1
     );
@@ -277,6 +294,19 @@ fn iknp_core(c: &mut Criterion) {
     g.finish();
 }
 
+fn hash(c: &mut Criterion) {
+    let n = 1 << 16;
+    let xs: Vec<Block> = (0..n as u128).map(|i| Block(i * 0x9e37_79b9)).collect();
+    let tw: Vec<Block> = (0..n as u128).map(Block).collect();
+    let mut out = vec![Block::ZERO; n];
+    let mut g = c.benchmark_group("hash");
+    g.throughput(Throughput::Elements(n as u64));
+    bench_both(&mut g, "tccr_many x 2^16", n as u64, 50, || {
+        privlm_protocols::hash::FIXED_KEY_AES.tccr_many(&tw, &xs, &mut out);
+    });
+    g.finish();
+}
+
 fn transpose(c: &mut Criterion) {
     let m = 1 << 14;
     let mut prg = Prg::from_u64(7);
@@ -292,6 +322,6 @@ fn transpose(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = base_ot, iknp_core, transpose, iknp, chosen, dealer
+    targets = base_ot, iknp_core, transpose, hash, iknp, chosen, dealer
 }
 criterion_main!(benches);

@@ -136,7 +136,7 @@ impl BaseOtSender {
 
     /// Consumes the receiver's reply (`count` encoded points) and returns the key pairs.
     pub fn finish(self, reply: &[u8], count: usize) -> Result<Vec<[Block; 2]>, BaseOtError> {
-        let expected = count.checked_mul(POINT_LEN).unwrap_or(usize::MAX);
+        let expected = count.saturating_mul(POINT_LEN);
         if reply.len() != expected {
             return Err(BaseOtError::Length {
                 what: "the receiver's reply",

@@ -62,8 +62,9 @@ use super::transpose::cols_to_rows_strided;
 use super::wire::{self, HEADER_LEN, Kind};
 use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender};
 
-/// Default number of OTs extended per message (256 KiB of `u` columns).
-pub const DEFAULT_CHUNK: usize = 1 << 14;
+/// Default number of OTs extended per message (64 KiB of `u` columns, so the buffers of one
+/// chunk stay in the L2 cache).
+pub const DEFAULT_CHUNK: usize = 1 << 12;
 
 /// Largest allowed chunk (16 MiB messages).
 pub const MAX_CHUNK: usize = 1 << 20;
