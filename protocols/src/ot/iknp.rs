@@ -607,8 +607,45 @@ impl CotReceiver for IknpReceiver {
     }
 }
 
-fn tweaks(start: u64, n: usize) -> Vec<Block> {
-    (0..n as u64).map(|i| Block((start + i) as u128)).collect()
+/// Blocks hashed per batch in the random-OT hashing (stays in L1).
+const HASH_BATCH: usize = 256;
+
+/// `x_i := TCCR(start + i, x_i)` for every `i`.
+fn hash_in_place(xs: &mut [Block], start: u64) {
+    let mut tw = [Block::ZERO; HASH_BATCH];
+    let mut tmp = [Block::ZERO; HASH_BATCH];
+    for (ci, chunk) in xs.chunks_mut(HASH_BATCH).enumerate() {
+        let n = chunk.len();
+        let base = start + (ci * HASH_BATCH) as u64;
+        for (j, t) in tw[..n].iter_mut().enumerate() {
+            *t = Block((base + j as u64) as u128);
+        }
+        tmp[..n].copy_from_slice(chunk);
+        FIXED_KEY_AES.tccr_many(&tw[..n], &tmp[..n], chunk);
+    }
+}
+
+/// Emits `(TCCR(start + i, x_i), TCCR(start + i, x_i ⊕ Δ))` for every `i`.
+fn hash_rows(xs: &[Block], start: u64, delta: Block, mut emit: impl FnMut(Block, Block)) {
+    let mut tw = [Block::ZERO; HASH_BATCH];
+    let mut x1 = [Block::ZERO; HASH_BATCH];
+    let mut h0 = [Block::ZERO; HASH_BATCH];
+    let mut h1 = [Block::ZERO; HASH_BATCH];
+    for (ci, chunk) in xs.chunks(HASH_BATCH).enumerate() {
+        let n = chunk.len();
+        let base = start + (ci * HASH_BATCH) as u64;
+        for (j, t) in tw[..n].iter_mut().enumerate() {
+            *t = Block((base + j as u64) as u128);
+        }
+        FIXED_KEY_AES.tccr_many(&tw[..n], chunk, &mut h0[..n]);
+        for (y, &x) in x1[..n].iter_mut().zip(chunk) {
+            *y = x ^ delta;
+        }
+        FIXED_KEY_AES.tccr_many(&tw[..n], &x1[..n], &mut h1[..n]);
+        for j in 0..n {
+            emit(h0[j], h1[j]);
+        }
+    }
 }
 
 impl RotSender for IknpSender {
@@ -618,14 +655,10 @@ impl RotSender for IknpSender {
         count: usize,
     ) -> Result<Vec<[Block; 2]>, OtError> {
         let q = self.produce(ch, Kind::Rot, count).await?;
-        let tw = tweaks(self.rot_index, count);
+        let mut out = Vec::with_capacity(count);
+        hash_rows(&q, self.rot_index, self.delta, |a, b| out.push([a, b]));
         self.rot_index += count as u64;
-        let q1: Vec<Block> = q.iter().map(|&x| x ^ self.delta).collect();
-        let mut h0 = vec![Block::ZERO; count];
-        let mut h1 = vec![Block::ZERO; count];
-        FIXED_KEY_AES.tccr_many(&tw, &q, &mut h0);
-        FIXED_KEY_AES.tccr_many(&tw, &q1, &mut h1);
-        Ok(h0.into_iter().zip(h1).map(|(a, b)| [a, b]).collect())
+        Ok(out)
     }
 }
 
@@ -635,12 +668,10 @@ impl RotReceiver for IknpReceiver {
         ch: &mut C,
         count: usize,
     ) -> Result<(Vec<bool>, Vec<Block>), OtError> {
-        let (bits, t) = self.produce(ch, Kind::Rot, count, None).await?;
-        let tw = tweaks(self.rot_index, count);
+        let (bits, mut t) = self.produce(ch, Kind::Rot, count, None).await?;
+        hash_in_place(&mut t, self.rot_index);
         self.rot_index += count as u64;
-        let mut h = vec![Block::ZERO; count];
-        FIXED_KEY_AES.tccr_many(&tw, &t, &mut h);
-        Ok((bits, h))
+        Ok((bits, t))
     }
 }
 
@@ -689,6 +720,17 @@ mod tests {
     async fn rot_small_chunk() {
         let (mut s, mut r) = pair(128, 3);
         check_rot(&mut s, &mut r, &sizes(128)).await;
+    }
+
+    #[tokio::test]
+    async fn rot_outputs_are_hashed() {
+        // Raw COT outputs would have m0 ^ m1 = delta for every OT.
+        let (mut s, mut r) = pair(128, 10);
+        let (mut a, mut b) = mem::pair();
+        let (m, _) = tokio::join!(s.send_rot(&mut a, 200), r.recv_rot(&mut b, 200));
+        let m = m.unwrap();
+        assert_ne!(m[0][0] ^ m[0][1], m[1][0] ^ m[1][1]);
+        assert_ne!(m[0][0] ^ m[0][1], s.delta());
     }
 
     #[tokio::test]
