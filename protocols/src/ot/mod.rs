@@ -20,10 +20,18 @@ use crate::channel::{Channel, ChannelError};
 #[cfg(test)]
 mod apps_test_util;
 pub mod b2a;
+pub mod base;
+pub mod chosen;
+pub mod dealer;
 pub mod gilboa;
 pub mod ideal;
+pub mod iknp;
 pub mod millionaire;
 pub mod one_of_n;
+#[cfg(test)]
+mod test_util;
+pub mod transpose;
+mod wire;
 
 /// Errors of OT protocols.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
