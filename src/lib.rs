@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod model;
 pub mod net;
 
 pub use privlm_protocols as protocols;
