@@ -29,6 +29,8 @@ SEED = 20250103
 TOKENS = [17, 301, 5, 88, 402, 256, 3, 511, 0, 77, 123, 42, 9, 480, 230, 64]
 PROMPT = [5, 88, 402, 17]
 N_NEW = 12
+# Hugging Face's names of the embeddings (the rest of the keys are already HF's).
+HF_NAME = {"wte": "wte.weight", "wpe": "wpe.weight"}
 
 
 def gelu_new(x):
@@ -121,7 +123,7 @@ def main():
     with open(os.path.join(OUT, "config.json"), "w") as f:
         f.write(cfg.to_json_string())
     save_file(
-        {"transformer." + k: np.ascontiguousarray(v) for k, v in w.items()},
+        {"transformer." + HF_NAME.get(k, k): np.ascontiguousarray(v) for k, v in w.items()},
         os.path.join(OUT, "model.safetensors"),
         metadata={"format": "pt"},
     )

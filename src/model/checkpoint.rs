@@ -460,23 +460,26 @@ pub fn weights_to_tensors(cfg: &ModelConfig, w: &Weights) -> Vec<(String, Vec<us
     out
 }
 
-/// Writes a model directory in privlm's format (`config.json` + `model.safetensors`).
-pub fn save_dir(dir: &Path, cfg: &ModelConfig, w: &Weights) -> Result<(), ModelError> {
-    let io = |path: &Path, e: std::io::Error| ModelError::Io {
-        path: path.display().to_string(),
-        msg: e.to_string(),
-    };
-    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let tensors = weights_to_tensors(cfg, w);
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+/// Writes named f32 tensors to a safetensors file (metadata `format: privlm`).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+) -> Result<(), ModelError> {
+    let bytes: Vec<(&str, &[usize], Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, v)| {
+            (
+                n.as_str(),
+                s.as_slice(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     let views = bytes
         .iter()
         .map(|(n, s, b)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b)
-                .map(|v| (n.clone(), v))
+            safetensors::tensor::TensorView::new(Dtype::F32, s.to_vec(), b)
+                .map(|v| (n.to_string(), v))
                 .map_err(|e| ModelError::Safetensors(format!("{n}: {e:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -484,8 +487,20 @@ pub fn save_dir(dir: &Path, cfg: &ModelConfig, w: &Weights) -> Result<(), ModelE
     meta.insert("format".to_string(), "privlm".to_string());
     let data = safetensors::serialize(views, Some(meta))
         .map_err(|e| ModelError::Safetensors(format!("{e:?}")))?;
-    let st_path = dir.join(WEIGHTS_FILE);
-    std::fs::write(&st_path, data).map_err(|e| io(&st_path, e))?;
+    std::fs::write(path, data).map_err(|e| ModelError::Io {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    })
+}
+
+/// Writes a model directory in privlm's format (`config.json` + `model.safetensors`).
+pub fn save_dir(dir: &Path, cfg: &ModelConfig, w: &Weights) -> Result<(), ModelError> {
+    let io = |path: &Path, e: std::io::Error| ModelError::Io {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    write_safetensors(&dir.join(WEIGHTS_FILE), &weights_to_tensors(cfg, w))?;
     let cfg_path = dir.join(CONFIG_FILE);
     std::fs::write(&cfg_path, cfg.to_json()).map_err(|e| io(&cfg_path, e))?;
     Ok(())
