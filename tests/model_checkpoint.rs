@@ -54,7 +54,10 @@ fn missing_tensor_is_named() {
     let dir = tmpdir("missing");
     write(&dir, &cfg, &t);
     let e = load_err(&dir);
-    assert!(e.contains("h.1.mlp.c_fc.weight") && e.contains("missing"), "{e}");
+    assert!(
+        e.contains("h.1.mlp.c_fc.weight") && e.contains("missing"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -70,7 +73,10 @@ fn wrong_shape_is_named() {
     let dir = tmpdir("shape");
     write(&dir, &cfg, &t);
     let e = load_err(&dir);
-    assert!(e.contains("h.0.attn.c_proj.weight") && e.contains("[4, 16]") && e.contains("[8, 8]"), "{e}");
+    assert!(
+        e.contains("h.0.attn.c_proj.weight") && e.contains("[4, 16]") && e.contains("[8, 8]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -81,14 +87,20 @@ fn unknown_architecture_is_named() {
     let text = cfg.to_json().replace("SM+LN+G", "SM+LN+Swish");
     std::fs::write(dir.join("config.json"), text).unwrap();
     let e = load_err(&dir);
-    assert!(e.contains("architecture") && e.contains("SM+LN+Swish"), "{e}");
+    assert!(
+        e.contains("architecture") && e.contains("SM+LN+Swish"),
+        "{e}"
+    );
 
     // A Hugging Face config with an unsupported activation or model type.
     let hf = r#"{"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 8, "vocab_size": 20,
                  "n_positions": 8, "activation_function": "silu"}"#;
     std::fs::write(dir.join("config.json"), hf).unwrap();
     let e = load_err(&dir);
-    assert!(e.contains("activation_function") && e.contains("silu"), "{e}");
+    assert!(
+        e.contains("activation_function") && e.contains("silu"),
+        "{e}"
+    );
     std::fs::write(dir.join("config.json"), hf.replace("\"gpt2\"", "\"llama\"")).unwrap();
     let e = load_err(&dir);
     assert!(e.contains("model_type") && e.contains("llama"), "{e}");
@@ -142,7 +154,10 @@ fn logits(dir: &Path, tokens: &[u32]) -> Vec<f32> {
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn get<'a>(t: &'a mut Tensors, name: &str) -> &'a mut (String, Vec<usize>, Vec<f32>) {
@@ -184,7 +199,10 @@ fn temperature_divides_the_attention_logits() {
     let mut hot = base.clone();
     let mut scaled_q = base.clone();
     for l in 0..2 {
-        get(&mut hot, &format!("h.{l}.attn.temperature")).2.iter_mut().for_each(|v| *v = t);
+        get(&mut hot, &format!("h.{l}.attn.temperature"))
+            .2
+            .iter_mut()
+            .for_each(|v| *v = t);
         let (_, _, w) = get(&mut scaled_q, &format!("h.{l}.attn.c_attn.weight"));
         for row in w.chunks_mut(24) {
             row[..8].iter_mut().for_each(|v| *v /= t);
@@ -212,7 +230,10 @@ fn temperature_divides_the_attention_logits() {
     // Wrong shape for the per-head form is named.
     write(&d3, &cfg_h, &base);
     let e = load_err(&d3);
-    assert!(e.contains("h.0.attn.temperature") && e.contains("[2]"), "{e}");
+    assert!(
+        e.contains("h.0.attn.temperature") && e.contains("[2]"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -235,7 +256,11 @@ fn weight_and_spectral_norm_fold() {
     }
     g.iter_mut().for_each(|x| *x = x.sqrt());
     wn.push(("h.0.mlp.c_fused.weight_g".into(), vec![d_out], g));
-    wn.push(("h.0.mlp.c_fused.weight_v".into(), vec![d_in, d_out], w.iter().map(|x| 3.0 * x).collect()));
+    wn.push((
+        "h.0.mlp.c_fused.weight_v".into(),
+        vec![d_in, d_out],
+        w.iter().map(|x| 3.0 * x).collect(),
+    ));
     let dir_wn = tmpdir("wn1");
     write(&dir_wn, &cfg, &wn);
     assert!(max_abs_diff(&logits(&dir_wn, &TOK), &logits(&dir_plain, &TOK)) < 1e-4);
@@ -252,7 +277,11 @@ fn weight_and_spectral_norm_fold() {
     e0_out[0] = 1.0;
     let mut e0_in = vec![0f32; d_in];
     e0_in[0] = 1.0;
-    sn.push(("h.0.mlp.c_fused.weight_orig".into(), vec![d_in, d_out], w1.iter().map(|x| 5.0 * x).collect()));
+    sn.push((
+        "h.0.mlp.c_fused.weight_orig".into(),
+        vec![d_in, d_out],
+        w1.iter().map(|x| 5.0 * x).collect(),
+    ));
     sn.push(("h.0.mlp.c_fused.weight_u".into(), vec![d_out], e0_out));
     sn.push(("h.0.mlp.c_fused.weight_v".into(), vec![d_in], e0_in));
     let (d_sn, d_snp) = (tmpdir("sn1"), tmpdir("sn0"));

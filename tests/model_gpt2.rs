@@ -45,7 +45,10 @@ fn expected() -> Expected {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -53,7 +56,10 @@ fn loads_hugging_face_gpt2() {
     let (cfg, _, format) = checkpoint::load_dir(&fixture_dir()).unwrap();
     assert_eq!(format, Format::HuggingFaceGpt2);
     assert_eq!(cfg.architecture.name(), "SM+LN+G");
-    assert_eq!((cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff), (2, 4, 64, 256));
+    assert_eq!(
+        (cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff),
+        (2, 4, 64, 256)
+    );
     assert_eq!((cfg.vocab_size, cfg.n_ctx), (512, 32));
 }
 
@@ -86,7 +92,12 @@ fn kv_cache_matches_full_forward() {
     let mut cache = model.new_cache();
     // Feed in uneven pieces: 5, 1, 7, 3 tokens.
     let mut row = 0;
-    for piece in [&exp.tokens[..5], &exp.tokens[5..6], &exp.tokens[6..13], &exp.tokens[13..]] {
+    for piece in [
+        &exp.tokens[..5],
+        &exp.tokens[5..6],
+        &exp.tokens[6..13],
+        &exp.tokens[13..],
+    ] {
         let part = model.forward_cached(piece, &mut cache, false).unwrap();
         for i in 0..piece.len() {
             let err = max_abs_diff(part.row(i), full.row(row + i));
@@ -121,9 +132,14 @@ fn prompt_longer_than_context_is_refused() {
     let model = Model::load(&fixture_dir()).unwrap();
     let long = vec![1u32; 33];
     let err = model.forward(&long).unwrap_err();
-    assert!(matches!(err, ModelError::ContextTooLong { len: 33, limit: 32 }));
+    assert!(matches!(
+        err,
+        ModelError::ContextTooLong { len: 33, limit: 32 }
+    ));
     assert!(err.to_string().contains("32"), "{err}");
-    let err = model.generate(&[1; 30], 3, Sampling::Greedy, 0).unwrap_err();
+    let err = model
+        .generate(&[1; 30], 3, Sampling::Greedy, 0)
+        .unwrap_err();
     assert!(err.to_string().contains("limit of 32"), "{err}");
     let err = model.forward(&[512]).unwrap_err();
     assert!(err.to_string().contains("512"), "{err}");
@@ -171,7 +187,15 @@ fn sampling_is_seeded_and_respects_top_k() {
     // k = 1 is greedy.
     let g = model.generate(&[1, 2, 3], 8, Sampling::Greedy, 0).unwrap();
     let k1 = model
-        .generate(&[1, 2, 3], 8, Sampling::TopK { temperature: 0.7, k: 1 }, 99)
+        .generate(
+            &[1, 2, 3],
+            8,
+            Sampling::TopK {
+                temperature: 0.7,
+                k: 1,
+            },
+            99,
+        )
         .unwrap();
     assert_eq!(g, k1);
     // Every sampled token is among the 5 most likely at its step.
@@ -185,7 +209,15 @@ fn sampling_is_seeded_and_respects_top_k() {
     }
     assert!(
         model
-            .generate(&[1], 2, Sampling::TopK { temperature: 0.0, k: 3 }, 0)
+            .generate(
+                &[1],
+                2,
+                Sampling::TopK {
+                    temperature: 0.0,
+                    k: 3
+                },
+                0
+            )
             .is_err()
     );
 }

@@ -49,7 +49,10 @@ fn variants() -> Vec<ModelConfig> {
 const TOKENS: [u32; 11] = [3, 14, 15, 9, 26, 5, 35, 8, 9, 7, 49];
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -60,9 +63,15 @@ fn every_variant_runs_and_round_trips() {
         let model = Model::random(cfg.clone(), 100 + i as u64).unwrap();
         let (logits, att) = model.forward_with_attention(&TOKENS).unwrap();
         assert_eq!(logits.data.len(), TOKENS.len() * 50, "{name}");
-        assert!(logits.data.iter().all(|v| v.is_finite()), "{name}: non-finite logits");
+        assert!(
+            logits.data.iter().all(|v| v.is_finite()),
+            "{name}: non-finite logits"
+        );
         assert_eq!(att.len(), 3);
-        assert!(att.iter().all(|a| a.len() == 4 * TOKENS.len() * TOKENS.len()));
+        assert!(
+            att.iter()
+                .all(|a| a.len() == 4 * TOKENS.len() * TOKENS.len())
+        );
 
         // Save and load in privlm's format: same logits.
         let dir = tmp.join(format!("m{i}"));
@@ -102,7 +111,17 @@ fn architecture_semantics() {
     }
     // No LayerNorm in LN-free variants, LayerNorm in +LN variants.
     let m = Model::random(small("SM+R"), 1).unwrap();
-    assert!(m.weights().blocks.iter().all(|b| b.ln_1.is_none() && b.ln_2.is_none()));
+    assert!(
+        m.weights()
+            .blocks
+            .iter()
+            .all(|b| b.ln_1.is_none() && b.ln_2.is_none())
+    );
     let m = Model::random(small("SM+LN"), 1).unwrap();
-    assert!(m.weights().blocks.iter().all(|b| b.ln_1.is_some() && b.ln_2.is_some()));
+    assert!(
+        m.weights()
+            .blocks
+            .iter()
+            .all(|b| b.ln_1.is_some() && b.ln_2.is_some())
+    );
 }

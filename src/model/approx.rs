@@ -60,7 +60,11 @@ pub fn shl(a: i64, k: u32) -> i64 {
 /// Multiplication by `2^-e` for a public signed exponent: truncation for `e > 0`, a public
 /// multiply for `e < 0`.
 pub fn pow2_scale(a: i64, e: i32) -> i64 {
-    if e >= 0 { shr(a, e as u32) } else { shl(a, (-e) as u32) }
+    if e >= 0 {
+        shr(a, e as u32)
+    } else {
+        shl(a, (-e) as u32)
+    }
 }
 
 /// Comparison with a public constant: the shared bit `[a >= c]` (as 0/1).
@@ -127,10 +131,9 @@ pub fn range_onehot(x: i64, lo: i32, hi: i32) -> Vec<i64> {
 /// `Σ_j onehot_j · (a · 2^-(j·num/den))`-style selection helper: `Σ_j onehot_j · f(j, a)`,
 /// where each `f(j, a)` is a public scaling of `a`: the sum of bit-injection products.
 fn select_scaled(onehot: &[i64], lo: i32, a: i64, f: impl Fn(i32, i64) -> i64) -> i64 {
-    onehot
-        .iter()
-        .enumerate()
-        .fold(0i64, |acc, (i, &b)| acc.wrapping_add(select(b, f(lo + i as i32, a))))
+    onehot.iter().enumerate().fold(0i64, |acc, (i, &b)| {
+        acc.wrapping_add(select(b, f(lo + i as i32, a)))
+    })
 }
 
 /// Range of exponents of [`reciprocal`]'s range reduction: inputs in `[2^0, 2^16)`.
@@ -206,7 +209,13 @@ pub fn rsqrt(x: i64) -> i64 {
 pub const GELU_CUT: f64 = 3.25;
 /// Coefficients `c_0..c_4` of the correction polynomial `p(a) ≈ h(a)` on `[0, 3.25)`, fitted by
 /// `scripts/fit_gelu.py` (degree 4, reweighted least squares).
-pub const GELU_COEFFS: [f64; 5] = [-0.00126995, 0.53633059, -0.53910943, 0.18300023, -0.02088144];
+pub const GELU_COEFFS: [f64; 5] = [
+    -0.00126995,
+    0.53633059,
+    -0.53910943,
+    0.18300023,
+    -0.02088144,
+];
 /// Measured max absolute error of [`gelu`] against the tanh-form GELU over the whole real line
 /// (test `gelu_bound`); the float polynomial alone has 1.72e-3.
 pub const GELU_MAX_ERR: f64 = 2.3e-3;
@@ -276,7 +285,13 @@ mod tests {
 
     /// Max relative error on `[lo, hi)` and max absolute error (in ulps of 2^-16) on the
     /// whole `[lo, whole_hi)`, on a dense geometric grid.
-    fn errors(f: fn(i64) -> i64, want: fn(f64) -> f64, lo: f64, hi: f64, whole_hi: f64) -> (f64, f64) {
+    fn errors(
+        f: fn(i64) -> i64,
+        want: fn(f64) -> f64,
+        lo: f64,
+        hi: f64,
+        whole_hi: f64,
+    ) -> (f64, f64) {
         let (mut rel, mut ulps): (f64, f64) = (0.0, 0.0);
         let mut x = enc(lo);
         while x < enc(whole_hi) {
@@ -296,12 +311,21 @@ mod tests {
         let (rel, ulps) = errors(reciprocal, |x| 1.0 / x, 1.0, 1024.0, 65535.0);
         eprintln!("reciprocal: max rel error on [1, 1024) {rel:.3e}; max abs error {ulps:.2} ulp");
         assert!(rel <= RECIP_MAX_REL_ERR, "reciprocal max rel error {rel}");
-        assert!(ulps <= RECIP_MAX_ULPS, "reciprocal max abs error {ulps} ulp");
+        assert!(
+            ulps <= RECIP_MAX_ULPS,
+            "reciprocal max abs error {ulps} ulp"
+        );
     }
 
     #[test]
     fn rsqrt_bound() {
-        let (rel, ulps) = errors(rsqrt, |x| 1.0 / x.sqrt(), 2f64.powi(-10), 2f64.powi(16), 2f64.powi(24) - 1.0);
+        let (rel, ulps) = errors(
+            rsqrt,
+            |x| 1.0 / x.sqrt(),
+            2f64.powi(-10),
+            2f64.powi(16),
+            2f64.powi(24) - 1.0,
+        );
         eprintln!("rsqrt: max rel error on [2^-10, 2^16) {rel:.3e}; max abs error {ulps:.2} ulp");
         assert!(rel <= RSQRT_MAX_REL_ERR, "rsqrt max rel error {rel}");
         assert!(ulps <= RSQRT_MAX_ULPS, "rsqrt max abs error {ulps} ulp");

@@ -343,7 +343,8 @@ pub fn read_weights(
         };
         let scaled = matches!(arch.ffn, FfnKind::Scaled | FfnKind::ScaledFused);
         let alpha = if scaled {
-            r.opt(&format!("{p}.ffn_alpha"), &[1])?.map_or(1.0, |v| v[0])
+            r.opt(&format!("{p}.ffn_alpha"), &[1])?
+                .map_or(1.0, |v| v[0])
         } else {
             1.0
         };
@@ -422,7 +423,11 @@ pub fn weights_to_tensors(cfg: &ModelConfig, w: &Weights) -> Vec<(String, Vec<us
         }
     };
     let norm = |out: &mut Vec<_>, name: String, n: &Norm| {
-        out.push((format!("{name}.weight"), vec![n.gamma.len()], n.gamma.clone()));
+        out.push((
+            format!("{name}.weight"),
+            vec![n.gamma.len()],
+            n.gamma.clone(),
+        ));
         out.push((format!("{name}.bias"), vec![n.beta.len()], n.beta.clone()));
     };
     for (l, b) in w.blocks.iter().enumerate() {

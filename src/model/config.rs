@@ -75,7 +75,12 @@ const CORES: &[(&str, bool, Activation, FfnKind)] = &[
     ("+R", false, Activation::Relu, FfnKind::Standard),
     ("", false, Activation::Identity, FfnKind::Standard),
     ("+ScFFN", false, Activation::Identity, FfnKind::Scaled),
-    ("+ScFuFFN", false, Activation::Identity, FfnKind::ScaledFused),
+    (
+        "+ScFuFFN",
+        false,
+        Activation::Identity,
+        FfnKind::ScaledFused,
+    ),
 ];
 
 /// Every architecture name privlm knows (without the `EReg(...)` and `[k]` decorations,
@@ -283,7 +288,10 @@ impl ModelConfig {
         {
             return bad(
                 "architecture",
-                format!("keeps the FFN in the first {k} layers but n_layer is {}", self.n_layer),
+                format!(
+                    "keeps the FFN in the first {k} layers but n_layer is {}",
+                    self.n_layer
+                ),
             );
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
@@ -326,7 +334,10 @@ mod tests {
         let a: Architecture = "SM(t)+ScFuFFN[6]".parse().unwrap();
         assert!(a.temperature && a.ffn == FfnKind::ScaledFused && a.ffn_layers == Some(6));
         assert!(a.has_ffn(5) && !a.has_ffn(6));
-        assert_eq!("SM+LN+G".parse::<Architecture>().unwrap(), Architecture::gpt2());
+        assert_eq!(
+            "SM+LN+G".parse::<Architecture>().unwrap(),
+            Architecture::gpt2()
+        );
     }
 
     #[test]

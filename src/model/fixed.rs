@@ -216,7 +216,9 @@ impl TensorOps for FixedOps {
             let sum = row.iter().fold(0i64, |s, &v| s.wrapping_add(v as i64));
             let mean = mul_pub_fine(sum, inv_d, MEAN_EXTRA_BITS);
             let c: Vec<i64> = row.iter().map(|&v| (v as i64).wrapping_sub(mean)).collect();
-            let sq = c.iter().fold(0i64, |s, &v| s.wrapping_add(approx::mul(v, v)));
+            let sq = c
+                .iter()
+                .fold(0i64, |s, &v| s.wrapping_add(approx::mul(v, v)));
             let var = mul_pub_fine(sq, inv_d, MEAN_EXTRA_BITS);
             let rs = approx::rsqrt(var.wrapping_add(n.eps));
             for ((cv, g), b) in c.iter().zip(&n.gamma).zip(&n.beta) {

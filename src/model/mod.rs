@@ -200,7 +200,7 @@ pub fn sample<R: Rng + ?Sized>(
 
 /// Random weights for `cfg`: the architecture's tensors with N(0, std) entries (std 0.02 as in
 /// GPT-2, larger for the embeddings so the forward pass is not trivially flat), LayerNorm gains
-/// near 1, `beta` 1, temperatures 1. Seeded: the same seed gives the same weights.
+/// 1 and shifts 0, `beta` 1, temperatures uniform in [0.5, 2). Seeded: the same seed gives the same weights.
 pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
     fn normal(rng: &mut Prg, n: usize, std: f32) -> Vec<f32> {
         (0..n)
@@ -249,9 +249,15 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
                 }
             },
             beta: 1.0,
-            temperature: arch.temperature.then(|| match cfg.temperature_form {
-                TemperatureForm::PerHeadQuery => vec![1.0; cfg.n_head * cfg.n_ctx],
-                TemperatureForm::PerHead => vec![1.0; cfg.n_head],
+            temperature: arch.temperature.then(|| {
+                let n = match cfg.temperature_form {
+                    TemperatureForm::PerHeadQuery => cfg.n_head * cfg.n_ctx,
+                    TemperatureForm::PerHead => cfg.n_head,
+                };
+                // Uniform in [0.5, 2): a non-trivial public per-row scaling.
+                (0..n)
+                    .map(|_| 0.5 + 1.5 * ((rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32))
+                    .collect()
             }),
         })
         .collect();

@@ -164,6 +164,15 @@ pub struct KvCache<O: TensorOps> {
     len: usize,
 }
 
+impl<O: TensorOps> Clone for KvCache<O> {
+    fn clone(&self) -> Self {
+        KvCache {
+            layers: self.layers.clone(),
+            len: self.len,
+        }
+    }
+}
+
 impl<O: TensorOps> KvCache<O> {
     /// An empty cache for `n_layer` layers.
     pub fn new(n_layer: usize) -> Self {

@@ -245,7 +245,10 @@ impl TensorOps for F32Ops {
             .enumerate()
         {
             let seen = (offset + i + 1).min(x.cols);
-            let max = row[..seen].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let max = row[..seen]
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for (o, &v) in orow[..seen].iter_mut().zip(&row[..seen]) {
                 *o = (v - max).exp();
