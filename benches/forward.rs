@@ -3,6 +3,7 @@
 //! variant once, and the fixed-point mirror once (it is slow: timed with one run).
 //!
 //! Run: `cargo bench --bench forward -- --warm-up-time 1 --measurement-time 3`
+//! (set `PRIVLM_BENCH_QUICK=1` to skip the per-variant and fixed-point runs).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -48,6 +49,10 @@ fn main() {
         )
     });
 
+    if std::env::var_os("PRIVLM_BENCH_QUICK").is_some() {
+        c.final_summary();
+        return;
+    }
     // Every variant once at GPT-2-small shape.
     for name in KNOWN_ARCHITECTURES {
         let m = Model::random(ModelConfig::gpt2_small(name.parse().unwrap(), T), 2).unwrap();

@@ -41,10 +41,42 @@ fn view(data: &[f32], rows: usize, cols: usize) -> ArrayView2<'_, f32> {
     ArrayView2::from_shape((rows, cols), data).expect("shape matches data")
 }
 
+/// Up to this many rows, products are computed as matrix-vector products (no packing).
+const GEMV_ROWS: usize = 2;
+
+/// Dot product with 8 independent accumulators (vectorises).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 /// `out = a (n x k) · b`, where `b` is `[k, m]` row-major, or `[m, k]` row-major read
 /// transposed when `b_transposed`.
 fn gemm(a: &[f32], n: usize, k: usize, b: &[f32], m: usize, b_transposed: bool) -> Vec<f32> {
     let mut out = vec![0f32; n * m];
+    if n <= GEMV_ROWS {
+        // A few rows (generation with the KV cache): stream `b` once instead of packing it.
+        for (arow, orow) in a.chunks(k).zip(out.chunks_mut(m)) {
+            if b_transposed {
+                for (o, brow) in orow.iter_mut().zip(b.chunks(k)) {
+                    *o = dot(arow, brow);
+                }
+            } else {
+                for (&x, brow) in arow.iter().zip(b.chunks(m)) {
+                    orow.iter_mut().zip(brow).for_each(|(o, &w)| *o += x * w);
+                }
+            }
+        }
+        return out;
+    }
     let av = view(a, n, k);
     let mut ov = ArrayViewMut2::from_shape((n, m), &mut out[..]).expect("shape matches data");
     if b_transposed {
