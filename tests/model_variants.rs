@@ -109,6 +109,13 @@ fn architecture_semantics() {
         privlm::model::ops::Ffn::Fused { w } => assert_eq!((w.d_in, w.d_out), (32, 32)),
         _ => panic!("expected a fused FFN"),
     }
+    // Weights are the server's secret: Debug shows shapes only.
+    let dbg = format!(
+        "{:?} {:?}",
+        m.weights().blocks[0].qkv,
+        m.weights().embedding
+    );
+    assert!(dbg.contains("values hidden") && !dbg.contains('.'), "{dbg}");
     // No LayerNorm in LN-free variants, LayerNorm in +LN variants.
     let m = Model::random(small("SM+R"), 1).unwrap();
     assert!(

@@ -26,7 +26,7 @@ use super::ops::{Embedding, Linear, Norm, TensorOps};
 pub const MEAN_EXTRA_BITS: u32 = 8;
 
 /// A linear layer in fixed point.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FixedLinear {
     d_in: usize,
     d_out: usize,
@@ -35,7 +35,7 @@ pub struct FixedLinear {
 }
 
 /// LayerNorm parameters in fixed point.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FixedNorm {
     gamma: Vec<i64>,
     beta: Vec<i64>,
@@ -43,12 +43,38 @@ pub struct FixedNorm {
 }
 
 /// Embeddings in fixed point.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FixedEmbedding {
     vocab: usize,
     d: usize,
     wte: Vec<u64>,
     wpe: Vec<u64>,
+}
+
+impl std::fmt::Debug for FixedLinear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FixedLinear({} -> {}, values hidden)",
+            self.d_in, self.d_out
+        )
+    }
+}
+
+impl std::fmt::Debug for FixedNorm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FixedNorm(d = {}, values hidden)", self.gamma.len())
+    }
+}
+
+impl std::fmt::Debug for FixedEmbedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "FixedEmbedding(vocab = {}, d = {}, values hidden)",
+            self.vocab, self.d
+        )
+    }
 }
 
 /// The fixed-point backend (stateless).

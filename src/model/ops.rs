@@ -14,8 +14,9 @@ use super::ModelError;
 use super::config::{FfnKind, ModelConfig, TemperatureForm};
 
 /// A linear layer `y = x W + b` with `W` stored `[d_in, d_out]` row-major (GPT-2's Conv1D
-/// layout), in f32 (the host form every backend prepares its own from).
-#[derive(Clone, Debug, PartialEq)]
+/// layout), in f32 (the host form every backend prepares its own from). Weights are the
+/// server's secret: `Debug` prints shapes only.
+#[derive(Clone, PartialEq)]
 pub struct Linear {
     /// Input width.
     pub d_in: usize,
@@ -27,8 +28,9 @@ pub struct Linear {
     pub b: Option<Vec<f32>>,
 }
 
-/// LayerNorm parameters: `y = (x - mean) / sqrt(var + eps) * gamma + beta`.
-#[derive(Clone, Debug, PartialEq)]
+/// LayerNorm parameters: `y = (x - mean) / sqrt(var + eps) * gamma + beta`. `Debug` prints
+/// the width only.
+#[derive(Clone, PartialEq)]
 pub struct Norm {
     /// Scale `[d]`.
     pub gamma: Vec<f32>,
@@ -38,8 +40,9 @@ pub struct Norm {
     pub eps: f32,
 }
 
-/// Token and position embeddings; the token embedding doubles as the (tied) LM head.
-#[derive(Clone, Debug, PartialEq)]
+/// Token and position embeddings; the token embedding doubles as the (tied) LM head. `Debug`
+/// prints shapes only.
+#[derive(Clone, PartialEq)]
 pub struct Embedding {
     /// Vocabulary size.
     pub vocab: usize,
@@ -51,6 +54,34 @@ pub struct Embedding {
     pub wte: Vec<f32>,
     /// Position embeddings `[n_ctx, d]`.
     pub wpe: Vec<f32>,
+}
+
+impl std::fmt::Debug for Linear {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Linear({} -> {}, bias: {}, values hidden)",
+            self.d_in,
+            self.d_out,
+            self.b.is_some()
+        )
+    }
+}
+
+impl std::fmt::Debug for Norm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Norm(d = {}, values hidden)", self.gamma.len())
+    }
+}
+
+impl std::fmt::Debug for Embedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Embedding(vocab = {}, d = {}, n_ctx = {}, values hidden)",
+            self.vocab, self.d, self.n_ctx
+        )
+    }
 }
 
 /// The operations the transformer needs. `&mut self` lets a secure backend own its channel,
