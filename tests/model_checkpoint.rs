@@ -194,7 +194,13 @@ fn alpha_folds_into_the_ffn_and_beta_scales_the_residual() {
 fn temperature_divides_the_attention_logits() {
     // A uniform temperature t on every head and position equals dividing W_Q and b_Q by t.
     let cfg = small("SM(t)+ScFuFFN");
-    let base = tensors(&cfg, 9);
+    let mut base = tensors(&cfg, 9);
+    // Random weights come with random temperatures; start from t = 1.
+    for (n, _, v) in base.iter_mut() {
+        if n.ends_with("attn.temperature") {
+            v.iter_mut().for_each(|x| *x = 1.0);
+        }
+    }
     let t = 0.25f32;
     let mut hot = base.clone();
     let mut scaled_q = base.clone();
