@@ -14,6 +14,8 @@
 
 pub mod block;
 pub mod channel;
+pub mod convert;
+pub mod gc;
 pub mod hash;
 pub mod ot;
 pub mod prg;
