@@ -79,11 +79,7 @@ impl A2yParams {
     }
 }
 
-fn own<'a>(
-    shares: Option<&'a [u64]>,
-    n: usize,
-    who: &str,
-) -> Result<Option<&'a [u64]>, GcError> {
+fn own<'a>(shares: Option<&'a [u64]>, n: usize, who: &str) -> Result<Option<&'a [u64]>, GcError> {
     match shares {
         Some(s) if s.len() != n => Err(GcError::usage(format!(
             "A2Y: {} {who} shares given for {n} values",

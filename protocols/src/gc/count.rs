@@ -89,7 +89,12 @@ impl Backend for Count {
         Ok(d)
     }
 
-    async fn input(&mut self, owner: Role, n: usize, bits: Option<&[bool]>) -> Result<Vec<u32>, GcError> {
+    async fn input(
+        &mut self,
+        owner: Role,
+        n: usize,
+        bits: Option<&[bool]>,
+    ) -> Result<Vec<u32>, GcError> {
         if let Some(b) = bits
             && b.len() != n
         {
@@ -115,7 +120,11 @@ impl Backend for Count {
         Ok(vec![false; wires.len()])
     }
 
-    async fn arith_shares(&mut self, words: &[Vec<u32>], _signed: bool) -> Result<Vec<u64>, GcError> {
+    async fn arith_shares(
+        &mut self,
+        words: &[Vec<u32>],
+        _signed: bool,
+    ) -> Result<Vec<u64>, GcError> {
         self.counts.b2a_bits += words.iter().map(|w| w.len() as u64).sum::<u64>();
         Ok(vec![0; words.len()])
     }

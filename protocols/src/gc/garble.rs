@@ -157,7 +157,13 @@ impl GarbleCore {
 
     /// Garbles independent AND gates `a0[i] ∧ b0[i]` in batches; appends the output
     /// zero-labels to `out` and the tables to `tables`.
-    pub fn and_many(&mut self, a0: &[Block], b0: &[Block], out: &mut Vec<Block>, tables: &mut Vec<u8>) {
+    pub fn and_many(
+        &mut self,
+        a0: &[Block],
+        b0: &[Block],
+        out: &mut Vec<Block>,
+        tables: &mut Vec<u8>,
+    ) {
         assert_eq!(a0.len(), b0.len(), "and_many: operand lengths differ");
         let d = self.delta;
         let mut xs = [Block::ZERO; BATCH];
@@ -220,7 +226,11 @@ impl EvalCore {
     /// output labels to `out`.
     pub fn and_many(&mut self, a: &[Block], b: &[Block], tables: &[u8], out: &mut Vec<Block>) {
         assert_eq!(a.len(), b.len(), "and_many: operand lengths differ");
-        assert_eq!(tables.len(), a.len() * TABLE_BYTES, "and_many: wrong table bytes");
+        assert_eq!(
+            tables.len(),
+            a.len() * TABLE_BYTES,
+            "and_many: wrong table bytes"
+        );
         const CHUNK: usize = BATCH / 2;
         let mut xs = [Block::ZERO; BATCH];
         let mut tw = [Block::ZERO; BATCH];
@@ -408,7 +418,12 @@ impl<C: Channel, S: CotSender> Backend for Garbler<'_, C, S> {
         Ok(out)
     }
 
-    async fn input(&mut self, owner: Role, n: usize, bits: Option<&[bool]>) -> Result<Vec<Block>, GcError> {
+    async fn input(
+        &mut self,
+        owner: Role,
+        n: usize,
+        bits: Option<&[bool]>,
+    ) -> Result<Vec<Block>, GcError> {
         match owner {
             Role::Garbler => {
                 let bits = match bits {
@@ -448,7 +463,11 @@ impl<C: Channel, S: CotSender> Backend for Garbler<'_, C, S> {
         }
     }
 
-    async fn reveal(&mut self, wires: &[Block], to: RevealTo) -> Result<Option<Vec<bool>>, GcError> {
+    async fn reveal(
+        &mut self,
+        wires: &[Block],
+        to: RevealTo,
+    ) -> Result<Option<Vec<bool>>, GcError> {
         if wires.is_empty() {
             return Ok(to.includes(Role::Garbler).then(Vec::new));
         }
@@ -473,7 +492,11 @@ impl<C: Channel, S: CotSender> Backend for Garbler<'_, C, S> {
         Ok(wires.iter().map(|w| w.lsb()).collect())
     }
 
-    async fn arith_shares(&mut self, words: &[Vec<Block>], signed: bool) -> Result<Vec<u64>, GcError> {
+    async fn arith_shares(
+        &mut self,
+        words: &[Vec<Block>],
+        signed: bool,
+    ) -> Result<Vec<u64>, GcError> {
         check_words(words)?;
         let bits = word_bits(words);
         let mut shares = vec![0u64; words.len()];
@@ -545,8 +568,10 @@ impl<'a, C: Channel, R: CotReceiver> Evaluator<'a, C, R> {
             b2a_counter: 0,
         };
         if h != mine {
-            let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
-            let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
+            let u32_at =
+                |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
+            let u64_at =
+                |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
             let reason = if h[..4] != MAGIC {
                 "the peer's message is not a garbled-circuit session header".to_string()
             } else if u32_at(&h, 4) != VERSION {
@@ -645,9 +670,8 @@ impl<'a, C: Channel, R: CotReceiver> Evaluator<'a, C, R> {
         let theirs = u64::from_le_bytes(b);
         let mine = self.core.ands();
         if theirs != mine {
-            let reason = format!(
-                "the garbler garbled {theirs} AND gates but the agreed circuit has {mine}"
-            );
+            let reason =
+                format!("the garbler garbled {theirs} AND gates but the agreed circuit has {mine}");
             return Err(self.fail(reason).await);
         }
         Ok(mine)
@@ -697,7 +721,12 @@ impl<C: Channel, R: CotReceiver> Backend for Evaluator<'_, C, R> {
         Ok(out)
     }
 
-    async fn input(&mut self, owner: Role, n: usize, bits: Option<&[bool]>) -> Result<Vec<Block>, GcError> {
+    async fn input(
+        &mut self,
+        owner: Role,
+        n: usize,
+        bits: Option<&[bool]>,
+    ) -> Result<Vec<Block>, GcError> {
         match owner {
             Role::Garbler => {
                 if bits.is_some() {
@@ -729,7 +758,11 @@ impl<C: Channel, R: CotReceiver> Backend for Evaluator<'_, C, R> {
         }
     }
 
-    async fn reveal(&mut self, wires: &[Block], to: RevealTo) -> Result<Option<Vec<bool>>, GcError> {
+    async fn reveal(
+        &mut self,
+        wires: &[Block],
+        to: RevealTo,
+    ) -> Result<Option<Vec<bool>>, GcError> {
         if wires.is_empty() {
             return Ok(to.includes(Role::Evaluator).then(Vec::new));
         }
@@ -754,7 +787,11 @@ impl<C: Channel, R: CotReceiver> Backend for Evaluator<'_, C, R> {
         Ok(wires.iter().map(|w| w.lsb()).collect())
     }
 
-    async fn arith_shares(&mut self, words: &[Vec<Block>], signed: bool) -> Result<Vec<u64>, GcError> {
+    async fn arith_shares(
+        &mut self,
+        words: &[Vec<Block>],
+        signed: bool,
+    ) -> Result<Vec<u64>, GcError> {
         check_words(words)?;
         let bits = word_bits(words);
         let mut shares = vec![0u64; words.len()];

@@ -64,9 +64,7 @@ pub mod word;
 mod tests;
 
 pub use count::{Count, GateCounts};
-pub use garble::{
-    EvalCore, Evaluator, GarbleCore, Garbler, GcConfig, MAX_BATCH_ANDS, TABLE_BYTES,
-};
+pub use garble::{EvalCore, Evaluator, GarbleCore, Garbler, GcConfig, MAX_BATCH_ANDS, TABLE_BYTES};
 pub use plain::Plain;
 
 /// The two roles of a garbled-circuit session.

@@ -61,7 +61,11 @@ impl Backend for Plain {
         }
     }
 
-    async fn reveal(&mut self, wires: &[bool], _to: RevealTo) -> Result<Option<Vec<bool>>, GcError> {
+    async fn reveal(
+        &mut self,
+        wires: &[bool],
+        _to: RevealTo,
+    ) -> Result<Option<Vec<bool>>, GcError> {
         Ok(Some(wires.to_vec()))
     }
 
@@ -69,7 +73,11 @@ impl Backend for Plain {
         Ok(wires.to_vec())
     }
 
-    async fn arith_shares(&mut self, words: &[Vec<bool>], signed: bool) -> Result<Vec<u64>, GcError> {
+    async fn arith_shares(
+        &mut self,
+        words: &[Vec<bool>],
+        signed: bool,
+    ) -> Result<Vec<u64>, GcError> {
         Ok(words
             .iter()
             .map(|w| {

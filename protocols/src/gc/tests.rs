@@ -25,7 +25,6 @@ fn to_bits(v: u64, l: usize) -> Vec<bool> {
     (0..l).map(|i| (v >> i) & 1 == 1).collect()
 }
 
-
 /// Boundary values of width `l`: 0, ±1, MIN, MIN+1, MAX, MAX−1 (as `l`-bit patterns).
 fn boundaries(l: usize) -> Vec<u64> {
     let m = mask(l);
@@ -256,7 +255,11 @@ async fn gadgets_plain_match_native() {
         let half = bd.len() / 2;
         for op in [Op::MaxMany, Op::Argmax] {
             let (a, c) = (&bd[..half.max(1)], &bd[bd.len() - half.max(1)..]);
-            assert_eq!(plain(op, l, a, c).await, native(op, l, a, c), "{op:?} width {l}");
+            assert_eq!(
+                plain(op, l, a, c).await,
+                native(op, l, a, c),
+                "{op:?} width {l}"
+            );
         }
     }
 }
@@ -336,7 +339,11 @@ async fn gadget_and_counts_match_formulas() {
             let nn = n as u64;
             let mx = count(Op::MaxMany, l, n).await;
             assert_eq!(mx.ands, 2 * l64 * (nn - 1), "max of {n} width {l}");
-            assert_eq!(mx.and_depth, (l as u32 + 1) * ceil_log2(n), "max depth {n} {l}");
+            assert_eq!(
+                mx.and_depth,
+                (l as u32 + 1) * ceil_log2(n),
+                "max depth {n} {l}"
+            );
             let am = count(Op::Argmax, l, n).await;
             assert_eq!(am.ands, (2 * l64 + k) * (nn - 1), "argmax of {n} width {l}");
         }
@@ -349,7 +356,13 @@ fn cot(seed: u8) -> (IdealCotSender, IdealCotReceiver) {
 
 /// Runs `op` with the garbler on one end of an in-memory pair and the evaluator on the other;
 /// returns both parties' revealed outputs.
-async fn two_party(op: Op, l: usize, xs: &[u64], ys: &[u64], batch: usize) -> (Vec<bool>, Vec<bool>) {
+async fn two_party(
+    op: Op,
+    l: usize,
+    xs: &[u64],
+    ys: &[u64],
+    batch: usize,
+) -> (Vec<bool>, Vec<bool>) {
     let (mut c0, mut c1) = mem::pair();
     let (mut s, mut r) = cot(7);
     let cfg = GcConfig {
@@ -510,8 +523,16 @@ async fn a2y_y2a_roundtrip(values: &[i64], p: A2yParams, seed: u64) -> Vec<u64> 
 async fn a2y_then_y2a_returns_the_value() {
     let mut rng = Prg::from_u64(5);
     for l in [1usize, 2, 8, 17, 32, 63, 64] {
-        let lo = if l == 64 { i64::MIN } else { -(1i64 << (l - 1)) };
-        let hi = if l == 64 { i64::MAX } else { (1i64 << (l - 1)) - 1 };
+        let lo = if l == 64 {
+            i64::MIN
+        } else {
+            -(1i64 << (l - 1))
+        };
+        let hi = if l == 64 {
+            i64::MAX
+        } else {
+            (1i64 << (l - 1)) - 1
+        };
         let mut vals = vec![0, lo, hi, lo / 2, hi / 2];
         if l > 1 {
             vals.extend([1, -1]);
@@ -525,7 +546,10 @@ async fn a2y_then_y2a_returns_the_value() {
     }
     // A value that does not fit comes back wrapped mod 2^l (documented).
     let out = a2y_y2a_roundtrip(&[200, -200], A2yParams::exact(8), 99).await;
-    assert_eq!(out, vec![sext(200, 8) as u64, sext((-200i64) as u64, 8) as u64]);
+    assert_eq!(
+        out,
+        vec![sext(200, 8) as u64, sext((-200i64) as u64, 8) as u64]
+    );
 }
 
 #[tokio::test]
@@ -537,13 +561,25 @@ async fn a2y_dropping_low_bits_errs_by_at_most_one_unit() {
     };
     let vals: Vec<i64> = (0..40)
         .map(|_| sext(rng.next_u64(), 38))
-        .chain([0, 1, -1, (1 << 16) - 1, -(1 << 16), (1 << 38) - 1, -(1 << 38) + (1 << 16)])
+        .chain([
+            0,
+            1,
+            -1,
+            (1 << 16) - 1,
+            -(1 << 16),
+            (1 << 38) - 1,
+            -(1 << 38) + (1 << 16),
+        ])
         .collect();
     let out = a2y_y2a_roundtrip(&vals, p, 8).await;
     for (&v, &o) in vals.iter().zip(&out) {
         let exact = v >> 16;
         let e = exact - o as i64;
-        assert!(e == 0 || e == 1, "value {v}: got {}, exact {exact}", o as i64);
+        assert!(
+            e == 0 || e == 1,
+            "value {v}: got {}, exact {exact}",
+            o as i64
+        );
     }
 }
 
@@ -619,7 +655,11 @@ async fn shared_comparison_on_boundaries() {
     for (i, &(x, y)) in cases.iter().enumerate() {
         assert_eq!(gb[i] ^ eb[i], x < y, "boolean share of {x} < {y}");
         assert_eq!(pb[i], x < y, "plain {x} < {y}");
-        assert_eq!(ga[i].wrapping_add(ea[i]), (x < y) as u64, "arithmetic share of {x} < {y}");
+        assert_eq!(
+            ga[i].wrapping_add(ea[i]),
+            (x < y) as u64,
+            "arithmetic share of {x} < {y}"
+        );
     }
 }
 

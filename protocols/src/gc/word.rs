@@ -33,7 +33,9 @@ fn check_width(l: usize, what: &str) -> Result<(), GcError> {
     if (1..=64).contains(&l) {
         Ok(())
     } else {
-        Err(GcError::usage(format!("{what}: width {l} is not in 1..=64")))
+        Err(GcError::usage(format!(
+            "{what}: width {l} is not in 1..=64"
+        )))
     }
 }
 
@@ -61,7 +63,9 @@ fn check_pairs<W>(xs: &[Vec<W>], ys: &[Vec<W>], what: &str) -> Result<usize, GcE
 
 /// The constant word holding the low `width` bits of `value`.
 pub fn constant<B: Backend>(b: &mut B, value: u64, width: usize) -> Vec<B::Wire> {
-    (0..width).map(|i| b.constant((value >> i) & 1 == 1)).collect()
+    (0..width)
+        .map(|i| b.constant((value >> i) & 1 == 1))
+        .collect()
 }
 
 /// Carries of `x[k] + y[k] + cin[k]` for all `k` in lockstep: returns `c_0 ..= c_upto`
@@ -262,11 +266,7 @@ pub async fn eq_many<B: Backend>(
 }
 
 /// `x == y`: `l − 1` ANDs.
-pub async fn eq<B: Backend>(
-    b: &mut B,
-    x: &[B::Wire],
-    y: &[B::Wire],
-) -> Result<B::Wire, B::Error> {
+pub async fn eq<B: Backend>(b: &mut B, x: &[B::Wire], y: &[B::Wire]) -> Result<B::Wire, B::Error> {
     Ok(eq_many(b, &[x.to_vec()], &[y.to_vec()]).await?[0])
 }
 
@@ -344,7 +344,10 @@ fn split_pairs<T: Clone>(v: &[T]) -> (Vec<T>, Vec<T>, Option<T>) {
 
 /// Signed maximum of `n ≥ 1` words by a balanced tree: `2l(n − 1)` ANDs, each tree level in
 /// one bulk comparison and one bulk multiplexer.
-pub async fn max_many<B: Backend>(b: &mut B, xs: &[Vec<B::Wire>]) -> Result<Vec<B::Wire>, B::Error> {
+pub async fn max_many<B: Backend>(
+    b: &mut B,
+    xs: &[Vec<B::Wire>],
+) -> Result<Vec<B::Wire>, B::Error> {
     if xs.is_empty() {
         return Err(GcError::usage("max_many: no words").into());
     }
