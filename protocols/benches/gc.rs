@@ -28,6 +28,7 @@ use privlm_protocols::channel::{Channel, ChannelConfig, ChannelError, Stats, mem
 use privlm_protocols::gc::{
     Backend, EvalCore, Evaluator, GarbleCore, Garbler, GcConfig, GcError, Role, TABLE_BYTES, word,
 };
+use privlm_protocols::hash::FIXED_KEY_AES;
 use privlm_protocols::ot::ideal::ideal_cot;
 use privlm_protocols::prg::Prg;
 
@@ -98,7 +99,7 @@ fn report_cpu_rate(name: &str, ands: u64, mut f: impl FnMut()) {
     let wall = wall.elapsed().as_secs_f64();
     let total = (ands * reps) as f64;
     println!(
-        "{name}: {:.1} M ANDs per CPU second ({:.2} s CPU), {:.1} M ANDs per wall second ({:.2} s)",
+        "{name}: {:.1} M per CPU second ({:.2} s CPU), {:.1} M per wall second ({:.2} s)",
         total / (c1 - c0).max(0.01) / 1e6,
         c1 - c0,
         total / wall / 1e6,
@@ -142,6 +143,44 @@ fn eval_core(a: &[Block], b: &[Block], tables: &[u8], out: &mut Vec<Block>) {
             black_box(&out);
         }
     }
+}
+
+/// The AES bound: fixed-key AES and TCCR throughput on the same machine, in blocks. Half-gates
+/// garbling costs 4 TCCR (8 AES blocks) per AND, evaluation 2 TCCR (4 AES blocks).
+fn bench_aes(c: &mut Criterion) {
+    let mut rng = Prg::from_u64(4);
+    let xs = labels(CORE_CHUNK, &mut rng);
+    let tw: Vec<Block> = (0..CORE_CHUNK as u128).map(Block).collect();
+    let mut buf = xs.clone();
+    let mut out = vec![Block::ZERO; CORE_CHUNK];
+    let mut g = c.benchmark_group("aes_baseline");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(CORE_CHUNK as u64));
+    g.bench_function("permute_many_1Mi_blocks", |bn| {
+        bn.iter(|| FIXED_KEY_AES.permute_many(&mut buf))
+    });
+    report_cpu_rate(
+        "aes_baseline/permute_many (M blocks)",
+        CORE_CHUNK as u64 * 10,
+        || {
+            for _ in 0..10 {
+                FIXED_KEY_AES.permute_many(&mut buf)
+            }
+        },
+    );
+    g.bench_function("tccr_many_1Mi_blocks", |bn| {
+        bn.iter(|| FIXED_KEY_AES.tccr_many(&tw, &xs, &mut out))
+    });
+    report_cpu_rate(
+        "aes_baseline/tccr_many (M hashes)",
+        CORE_CHUNK as u64 * 10,
+        || {
+            for _ in 0..10 {
+                FIXED_KEY_AES.tccr_many(&tw, &xs, &mut out)
+            }
+        },
+    );
+    g.finish();
 }
 
 fn bench_core(c: &mut Criterion) {
@@ -293,5 +332,5 @@ fn bench_backend(c: &mut Criterion) {
     );
 }
 
-criterion_group!(benches, bench_core, bench_backend);
+criterion_group!(benches, bench_aes, bench_core, bench_backend);
 criterion_main!(benches);
