@@ -33,7 +33,7 @@ fn boundaries(l: usize) -> Vec<u64> {
     let mut v = vec![
         0,
         1 & m,
-        u64::MAX & m,
+        m, // -1
         min,
         min.wrapping_add(1) & m,
         max,

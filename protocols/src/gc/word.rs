@@ -165,10 +165,10 @@ pub async fn neg<B: Backend>(b: &mut B, x: &[B::Wire]) -> Result<Vec<B::Wire>, B
     let mut out = Vec::with_capacity(l);
     out.push(x[0]);
     let mut c = a[0];
-    for i in 1..l {
-        out.push(b.xor(a[i], c));
+    for (i, &ai) in a.iter().enumerate().skip(1) {
+        out.push(b.xor(ai, c));
         if i + 1 < l {
-            c = b.and(a[i], c).await?;
+            c = b.and(ai, c).await?;
         }
     }
     Ok(out)
