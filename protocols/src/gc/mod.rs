@@ -37,7 +37,10 @@
 //! channel would have to be owned and `'static`, while protocols borrow `&mut C`). For speed,
 //! gadgets use the bulk [`Backend::and_n`] wherever gates are independent (a tree level, the
 //! `k` comparisons of a vectorised gadget at one bit position), which the garbler and
-//! evaluator hash in batches of [`crate::hash::BATCH`] blocks so AES-NI is pipelined.
+//! evaluator hash in batches of [`crate::hash::BATCH`] blocks so AES-NI is pipelined. The
+//! gate arithmetic itself lives in the synchronous, channel-free cores [`GarbleCore`] and
+//! [`EvalCore`] (tables in and out of plain byte buffers), which the backends wrap and the
+//! benches measure on their own.
 //!
 //! **Wire format and checks.** At the start the garbler sends a session header (protocol
 //! version, the caller's circuit id, the batch size); the evaluator compares it with its own

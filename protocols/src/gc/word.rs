@@ -68,16 +68,17 @@ pub fn constant<B: Backend>(b: &mut B, value: u64, width: usize) -> Vec<B::Wire>
         .collect()
 }
 
-/// Carries of `x[k] + y[k] + cin[k]` for all `k` in lockstep: returns `c_0 ..= c_upto`
-/// (`upto` ANDs per word).
+/// Carries of `x[k] + y[k] + cin[k]` for all `k` in lockstep, `upto` ANDs per word. Returns
+/// `c_0 ..= c_upto` if `keep_all`, else only `[c_upto]`.
 async fn carries<B: Backend>(
     b: &mut B,
     xs: &[Vec<B::Wire>],
     ys: &[Vec<B::Wire>],
     cin: Vec<B::Wire>,
     upto: usize,
+    keep_all: bool,
 ) -> Result<Vec<Vec<B::Wire>>, B::Error> {
-    let mut out = Vec::with_capacity(upto + 1);
+    let mut out = Vec::with_capacity(if keep_all { upto + 1 } else { 1 });
     let mut c = cin;
     let mut t1 = Vec::with_capacity(xs.len());
     let mut t2 = Vec::with_capacity(xs.len());
@@ -90,7 +91,10 @@ async fn carries<B: Backend>(
         }
         let a = b.and_n(&t1, &t2).await?;
         let next: Vec<B::Wire> = c.iter().zip(&a).map(|(&ck, &ak)| b.xor(ck, ak)).collect();
-        out.push(std::mem::replace(&mut c, next));
+        let prev = std::mem::replace(&mut c, next);
+        if keep_all {
+            out.push(prev);
+        }
     }
     out.push(c);
     Ok(out)
@@ -105,7 +109,7 @@ async fn add_with_carry<B: Backend>(
 ) -> Result<Vec<Vec<B::Wire>>, B::Error> {
     let l = check_pairs(xs, ys, "add")?;
     let c0 = vec![b.constant(cin); xs.len()];
-    let c = carries(b, xs, ys, c0, l - 1).await?;
+    let c = carries(b, xs, ys, c0, l - 1, true).await?;
     Ok((0..xs.len())
         .map(|k| {
             (0..l)
@@ -183,8 +187,8 @@ pub async fn lt_unsigned_many<B: Backend>(
     let l = check_pairs(xs, ys, "lt")?;
     let nys: Vec<Vec<B::Wire>> = ys.iter().map(|y| b.not_n(y)).collect();
     let c0 = vec![b.constant(true); xs.len()];
-    let c = carries(b, xs, &nys, c0, l).await?;
-    Ok(b.not_n(&c[l]))
+    let c = carries(b, xs, &nys, c0, l, false).await?;
+    Ok(b.not_n(&c[0]))
 }
 
 /// Unsigned `x < y`: `l` ANDs.
