@@ -68,17 +68,16 @@ pub fn constant<B: Backend>(b: &mut B, value: u64, width: usize) -> Vec<B::Wire>
         .collect()
 }
 
-/// Carries of `x[k] + y[k] + cin[k]` for all `k` in lockstep, `upto` ANDs per word. Returns
-/// `c_0 ..= c_upto` if `keep_all`, else only `[c_upto]`.
+/// Carries `c_0 ..= c_upto` of `x[k] + y[k] + cin[k]` for all `k` in lockstep, `upto` ANDs
+/// per word.
 async fn carries<B: Backend>(
     b: &mut B,
     xs: &[Vec<B::Wire>],
     ys: &[Vec<B::Wire>],
     cin: Vec<B::Wire>,
     upto: usize,
-    keep_all: bool,
 ) -> Result<Vec<Vec<B::Wire>>, B::Error> {
-    let mut out = Vec::with_capacity(if keep_all { upto + 1 } else { 1 });
+    let mut out = Vec::with_capacity(upto + 1);
     let mut c = cin;
     let mut t1 = Vec::with_capacity(xs.len());
     let mut t2 = Vec::with_capacity(xs.len());
@@ -91,10 +90,7 @@ async fn carries<B: Backend>(
         }
         let a = b.and_n(&t1, &t2).await?;
         let next: Vec<B::Wire> = c.iter().zip(&a).map(|(&ck, &ak)| b.xor(ck, ak)).collect();
-        let prev = std::mem::replace(&mut c, next);
-        if keep_all {
-            out.push(prev);
-        }
+        out.push(std::mem::replace(&mut c, next));
     }
     out.push(c);
     Ok(out)
@@ -109,7 +105,7 @@ async fn add_with_carry<B: Backend>(
 ) -> Result<Vec<Vec<B::Wire>>, B::Error> {
     let l = check_pairs(xs, ys, "add")?;
     let c0 = vec![b.constant(cin); xs.len()];
-    let c = carries(b, xs, ys, c0, l - 1, true).await?;
+    let c = carries(b, xs, ys, c0, l - 1).await?;
     Ok((0..xs.len())
         .map(|k| {
             (0..l)
@@ -178,17 +174,49 @@ pub async fn neg<B: Backend>(b: &mut B, x: &[B::Wire]) -> Result<Vec<B::Wire>, B
     Ok(out)
 }
 
+/// `x[k] < y[k]` for all `k` (signed or unsigned) as the negated carry out of
+/// `x + ¬y + 1`, with the sign bits flipped for a signed comparison; all words in lockstep,
+/// without copying them.
+async fn lt_lockstep<B: Backend>(
+    b: &mut B,
+    xs: &[Vec<B::Wire>],
+    ys: &[Vec<B::Wire>],
+    signed: bool,
+) -> Result<Vec<B::Wire>, B::Error> {
+    let l = check_pairs(xs, ys, "lt")?;
+    let one = b.constant(true);
+    let mut c = vec![one; xs.len()];
+    let mut t1 = Vec::with_capacity(xs.len());
+    let mut t2 = Vec::with_capacity(xs.len());
+    for i in 0..l {
+        t1.clear();
+        t2.clear();
+        let flip = signed && i + 1 == l;
+        for k in 0..xs.len() {
+            // Operands x_i and ¬y_i; flipping both sign bits gives ¬x_i and y_i.
+            let (xi, yi) = if flip {
+                (b.not(xs[k][i]), ys[k][i])
+            } else {
+                (xs[k][i], b.not(ys[k][i]))
+            };
+            t1.push(b.xor(xi, c[k]));
+            t2.push(b.xor(yi, c[k]));
+        }
+        let a = b.and_n(&t1, &t2).await?;
+        for (ck, ak) in c.iter_mut().zip(a) {
+            *ck = b.xor(*ck, ak);
+        }
+    }
+    Ok(b.not_n(&c))
+}
+
 /// Unsigned `x[k] < y[k]` for all `k`: `l` ANDs each.
 pub async fn lt_unsigned_many<B: Backend>(
     b: &mut B,
     xs: &[Vec<B::Wire>],
     ys: &[Vec<B::Wire>],
 ) -> Result<Vec<B::Wire>, B::Error> {
-    let l = check_pairs(xs, ys, "lt")?;
-    let nys: Vec<Vec<B::Wire>> = ys.iter().map(|y| b.not_n(y)).collect();
-    let c0 = vec![b.constant(true); xs.len()];
-    let c = carries(b, xs, &nys, c0, l, false).await?;
-    Ok(b.not_n(&c[0]))
+    lt_lockstep(b, xs, ys, false).await
 }
 
 /// Unsigned `x < y`: `l` ANDs.
@@ -200,24 +228,13 @@ pub async fn lt_unsigned<B: Backend>(
     Ok(lt_unsigned_many(b, &[x.to_vec()], &[y.to_vec()]).await?[0])
 }
 
-fn flip_sign<B: Backend>(b: &mut B, x: &[B::Wire]) -> Vec<B::Wire> {
-    let mut v = x.to_vec();
-    if let Some(m) = v.last_mut() {
-        *m = b.not(*m);
-    }
-    v
-}
-
 /// Signed `x[k] < y[k]` for all `k`: `l` ANDs each.
 pub async fn lt_signed_many<B: Backend>(
     b: &mut B,
     xs: &[Vec<B::Wire>],
     ys: &[Vec<B::Wire>],
 ) -> Result<Vec<B::Wire>, B::Error> {
-    check_pairs(xs, ys, "lt_signed")?;
-    let fx: Vec<Vec<B::Wire>> = xs.iter().map(|x| flip_sign(b, x)).collect();
-    let fy: Vec<Vec<B::Wire>> = ys.iter().map(|y| flip_sign(b, y)).collect();
-    lt_unsigned_many(b, &fx, &fy).await
+    lt_lockstep(b, xs, ys, true).await
 }
 
 /// Signed `x < y`: `l` ANDs.
