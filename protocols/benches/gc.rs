@@ -22,7 +22,6 @@
 
 use std::hint::black_box;
 
-use aes::cipher::{BlockCipherEncrypt, KeyInit};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use privlm_protocols::block::Block;
 use privlm_protocols::channel::{Channel, ChannelConfig, ChannelError, Stats, mem};
@@ -181,42 +180,7 @@ fn bench_aes(c: &mut Criterion) {
             }
         },
     );
-    // For comparison: TCCR fused into one pass over AES's own block type (no intermediate
-    // copies), with a local cipher (the key does not change the speed).
-    let cipher = aes::Aes128::new(&[7u8; 16].into());
-    report_cpu_rate(
-        "aes_baseline/fused tccr (M hashes)",
-        CORE_CHUNK as u64 * 10,
-        || {
-            for _ in 0..10 {
-                fused_tccr(&cipher, &tw, &xs, &mut out)
-            }
-        },
-    );
     g.finish();
-}
-
-/// `TCCR(tw[j], xs[j])` with AES applied to 64-block buffers of the cipher's own block type.
-fn fused_tccr(cipher: &aes::Aes128, tw: &[Block], xs: &[Block], out: &mut [Block]) {
-    const N: usize = 64;
-    let mut p = [aes::Block::default(); N];
-    let mut o = [aes::Block::default(); N];
-    for ((t, x), r) in tw.chunks(N).zip(xs.chunks(N)).zip(out.chunks_mut(N)) {
-        let n = x.len();
-        for j in 0..n {
-            p[j] = x[j].to_bytes().into();
-        }
-        cipher.encrypt_blocks(&mut p[..n]);
-        for j in 0..n {
-            let pj = u128::from_le_bytes(p[j].into());
-            o[j] = (pj ^ t[j].0).to_le_bytes().into();
-        }
-        cipher.encrypt_blocks(&mut o[..n]);
-        for j in 0..n {
-            r[j] = Block(u128::from_le_bytes(o[j].into()) ^ u128::from_le_bytes(p[j].into()));
-        }
-    }
-    black_box(out);
 }
 
 fn bench_core(c: &mut Criterion) {
