@@ -15,6 +15,8 @@
 pub mod beaver;
 pub mod block;
 pub mod channel;
+pub mod convert;
+pub mod gc;
 pub mod hash;
 pub mod ot;
 pub mod prg;
