@@ -789,3 +789,52 @@ async fn different_circuit_sizes_are_detected() {
         other => panic!("evaluator should fail, got {other:?}"),
     }
 }
+
+/// The garbler and evaluator over the real OT extension (IKNP COT for the evaluator's input
+/// labels, the garbler's free-XOR offset as IKNP's delta) instead of the ideal COT.
+#[tokio::test]
+async fn gadgets_over_real_iknp_match_plain() {
+    use crate::ot::iknp::{IknpConfig, IknpReceiver, IknpSender};
+    let mut rng = Prg::from_u64(31);
+    for l in [8usize, 32, 64] {
+        let (xs, ys) = pairs(l, 9, &mut rng);
+        for op in [Op::Add, Op::LtS, Op::Mux, Op::Max2, Op::Mul] {
+            let want = plain(op, l, &xs, &ys).await;
+            let (mut c0, mut c1) = mem::pair();
+            let mut srng = Prg::from_u64(100 + l as u64);
+            let mut rrng = Prg::from_u64(200 + l as u64);
+            let delta = Block(0x0bad_cafe_0000_1111_2222_3333_4444_5555);
+            let mut s = IknpSender::new(IknpConfig::default(), delta, &mut srng);
+            let mut r = IknpReceiver::new(IknpConfig::default(), &mut rrng);
+            let cfg = GcConfig {
+                circuit_id: 7,
+                batch_ands: 64,
+            };
+            let m = xs.len();
+            let (g, e) = tokio::join!(
+                async {
+                    let mut g = Garbler::new(&mut c0, &mut s, &mut srng, cfg).await?;
+                    let out = run_op(&mut g, op, l, m, Some(&xs), None).await?;
+                    g.finish().await?;
+                    Ok::<_, GcError>(out)
+                },
+                async {
+                    let mut e = Evaluator::new(&mut c1, &mut r, cfg).await?;
+                    let out = run_op(&mut e, op, l, m, None, Some(&ys)).await?;
+                    e.finish().await?;
+                    Ok::<_, GcError>(out)
+                }
+            );
+            assert_eq!(
+                g.unwrap(),
+                Some(want.clone()),
+                "garbler {op:?} width {l} over IKNP"
+            );
+            assert_eq!(
+                e.unwrap(),
+                Some(want),
+                "evaluator {op:?} width {l} over IKNP"
+            );
+        }
+    }
+}
