@@ -2,7 +2,7 @@
 //!
 //! **Functionality.** Given additive shares of `x` in Z_2^64 (read as a signed integer), output
 //! shares of `floor(x / 2^f)` up to one unit in the last place. Fixed-point products carry `2f`
-//! fractional bits and are truncated by `f` to return to the encoding (`docs/truncation.md`).
+//! fractional bits and are truncated by `f` to return to the encoding (`docs/numeric.md (section Truncation)`).
 //!
 //! Two protocols:
 //! - [`trunc`] (**default**, dealer-assisted probabilistic truncation in Z_2^k after Escudero,
@@ -122,7 +122,7 @@ pub async fn trunc<C: Channel, P: TripleProvider>(
 
 /// Local truncation (SecureML): each party shifts its share as a signed integer. No
 /// communication; wrong by about `2^(64-f)` with probability about `|x| / 2^64` per element
-/// (`docs/truncation.md`), otherwise `floor(x / 2^f) - b`, `b` in {0, 1}.
+/// (`docs/numeric.md (section Truncation)`), otherwise `floor(x / 2^f) - b`, `b` in {0, 1}.
 pub fn trunc_local(x: &AShare, frac_bits: u32) -> Result<AShare, BeaverError> {
     check_bits(frac_bits)?;
     Ok(AShare::new(x.party(), x.tensor().shr_signed(frac_bits)))
