@@ -92,7 +92,7 @@ fn main() -> ExitCode {
             let opts = match EntropyArgs::parse(rest) {
                 Ok(o) => o,
                 Err(e) => {
-                    eprintln!("error: {e}\n\nRun `privlm help entropy` for the options.");
+                    eprintln!("error: {e:#}\n\nRun `privlm help entropy` for the options.");
                     return ExitCode::from(2);
                 }
             };
