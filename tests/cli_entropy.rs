@@ -56,7 +56,11 @@ fn check_report(out_dir: &Path, layers: usize, heads: usize) -> serde_json::Valu
         assert!(v.is_finite() && v > -1e-6, "entropy {v}");
     }
     let csv = std::fs::read_to_string(out_dir.join("entropy.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + layers * heads, "CSV: header + one row per head");
+    assert_eq!(
+        csv.lines().count(),
+        1 + layers * heads,
+        "CSV: header + one row per head"
+    );
     json
 }
 
@@ -84,7 +88,11 @@ fn gpt2_fixture_produces_all_outputs() {
     let tail = n_bytes % 32;
     let expected_windows = full + usize::from(tail * 2 >= 32);
     let lens = json["stats"]["seq_lens"].as_array().unwrap();
-    assert_eq!(lens.len(), expected_windows, "one sequence per context window");
+    assert_eq!(
+        lens.len(),
+        expected_windows,
+        "one sequence per context window"
+    );
     assert!(lens.iter().all(|t| t.as_u64().unwrap() <= 32));
     assert!(stdout.contains("exceed the context of 32"), "{stdout}");
     assert!(stdout.contains("using byte tokens"), "{stdout}");
@@ -272,16 +280,13 @@ fn bad_inputs_are_refused_clearly() {
     );
 
     // Usage errors.
-    assert_fails(&["entropy", "--text", s(&text)], "--model DIR or --random-arch");
+    assert_fails(
+        &["entropy", "--text", s(&text)],
+        "--model DIR or --random-arch",
+    );
     assert_fails(&["entropy", "--model", FIXTURE], "--text FILE is required");
     assert_fails(
-        &[
-            "entropy",
-            "--random-arch",
-            "SM+XYZ",
-            "--text",
-            s(&text),
-        ],
+        &["entropy", "--random-arch", "SM+XYZ", "--text", s(&text)],
         "unknown architecture",
     );
     assert_fails(

@@ -344,10 +344,7 @@ fn run_entropy(opts: &EntropyArgs) -> Result<()> {
     }
     let tokens = kind.build().encode(&text);
     if tokens.is_empty() {
-        bail!(
-            "the text file {} produced no tokens",
-            opts.text.display()
-        );
+        bail!("the text file {} produced no tokens", opts.text.display());
     }
     let (wins, dropped) = windows(&tokens, cfg.n_ctx);
     if wins.len() > 1 || dropped > 0 {
