@@ -1,15 +1,400 @@
 //! `privlm`: the demo and utility command line.
+//!
+//! Commands:
+//! - `privlm demo`: the private-inference demo (placeholder until the end-to-end issue);
+//! - `privlm entropy`: the attention-entropy analysis of Jha & Reagen, "Entropy-Guided
+//!   Attention for Private LLMs" (2025), section 3: per layer and head, the Shannon entropy of
+//!   the attention rows averaged over the query positions, on a given text, written as a
+//!   terminal table, `entropy.json`, `entropy.csv` and `heatmap.png` (see `docs/entropy.md`);
+//! - `privlm help`.
+//!
+//! Arguments are parsed by hand (a handful of flags does not earn a parser crate's build time).
 
-fn main() {
-    let cmd = std::env::args().nth(1).unwrap_or_else(|| "demo".into());
-    match cmd.as_str() {
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use privlm::entropy::{EntropyAccumulator, report, table};
+use privlm::model::tokenizer::TokenizerKind;
+use privlm::model::{Architecture, Model, ModelConfig, TemperatureForm};
+
+const USAGE: &str = "\
+privlm: two-party secure inference for GPT-2-style language models
+
+USAGE:
+    privlm demo                      the private-inference demo (not yet available)
+    privlm entropy [OPTIONS]         attention entropy per layer and head on a text
+    privlm help [COMMAND]            this help, or a command's help
+
+Run `privlm help entropy` for the entropy options.
+";
+
+const ENTROPY_USAGE: &str = "\
+privlm entropy: attention entropy per layer and head (Jha & Reagen 2025, section 3)
+
+USAGE:
+    privlm entropy --model DIR --text FILE [--out DIR] [--tokenizer gpt2|byte]
+    privlm entropy --random-arch NAME --text FILE [shape options] [--out DIR]
+
+The text is tokenized, cut into consecutive windows of the model's context length (each
+window is one sequence; a final partial window shorter than half the context is dropped
+when there is at least one full window), run through the model, and the per-head entropy
+(nats, averaged over queries and windows) is printed as a table and written to
+DIR/entropy.json, DIR/entropy.csv and DIR/heatmap.png.
+
+OPTIONS:
+    --model DIR          a Hugging Face GPT-2 directory or a privlm checkpoint directory
+                         (config.json + model.safetensors)
+    --random-arch NAME   instead of --model: seeded random weights of architecture NAME
+                         (SM+LN+G, SM+LN+R, SM+LN, SM+G, SM+R, SM, SM+ScFFN, SM+ScFuFFN,
+                         SM(t)+ScFuFFN, optionally EReg(...) and a [k] suffix)
+    --text FILE          the UTF-8 text to analyse (required, not empty)
+    --out DIR            output directory [default: entropy-out]
+    --tokenizer KIND     gpt2 or byte [default: by vocabulary size: 256 -> byte,
+                         >= 50257 -> gpt2, otherwise byte ids 0..255 with a note]
+
+SHAPE OPTIONS (with --random-arch; defaults are GPT-2 small at T = 128):
+    --layers N           number of layers [default: 12]
+    --d-model N          model width [default: 768]
+    --heads N            attention heads [default: 12]
+    --ctx N              context length [default: 128]
+    --d-ff N             FFN hidden width [default: 4 x d-model]
+    --vocab N            vocabulary size [default: 50257]
+    --seed N             weight seed [default: 0]
+    --no-final-ln        no final LayerNorm before the LM head
+    --per-head-temperature
+                         SM(t) with one temperature per head (default: per head and query)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cmd = args.first().map(String::as_str).unwrap_or("demo");
+    let rest = args.get(1..).unwrap_or(&[]);
+    match cmd {
         "demo" => {
             println!("privlm demo: the private-inference demo is not yet available.");
             println!("It lands with the end-to-end issue (client, server and dealer over TLS).");
+            ExitCode::SUCCESS
+        }
+        "help" | "--help" | "-h" => {
+            match rest.first().map(String::as_str) {
+                Some("entropy") => print!("{ENTROPY_USAGE}"),
+                _ => print!("{USAGE}"),
+            }
+            ExitCode::SUCCESS
+        }
+        "entropy" => {
+            if rest.iter().any(|a| a == "--help" || a == "-h") {
+                print!("{ENTROPY_USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            let opts = match EntropyArgs::parse(rest) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("error: {e:#}\n\nRun `privlm help entropy` for the options.");
+                    return ExitCode::from(2);
+                }
+            };
+            match run_entropy(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         other => {
-            eprintln!("unknown command {other:?}; available: demo");
-            std::process::exit(2);
+            eprintln!("unknown command {other:?}; available: demo, entropy, help");
+            ExitCode::from(2)
         }
     }
+}
+
+/// Where the model comes from.
+enum ModelSource {
+    Dir(PathBuf),
+    Random {
+        architecture: Architecture,
+        config: Box<ModelConfig>,
+        seed: u64,
+    },
+}
+
+/// Parsed `privlm entropy` arguments.
+struct EntropyArgs {
+    source: ModelSource,
+    text: PathBuf,
+    out: PathBuf,
+    tokenizer: Option<TokenizerKind>,
+}
+
+fn parse_num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T> {
+    v.parse()
+        .map_err(|_| anyhow::anyhow!("{flag} expects a non-negative integer, got {v:?}"))
+}
+
+impl EntropyArgs {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut model = None;
+        let mut random_arch: Option<String> = None;
+        let mut text = None;
+        let mut out = PathBuf::from("entropy-out");
+        let mut tokenizer = None;
+        let (mut layers, mut d_model, mut heads, mut ctx) = (12usize, 768usize, 12usize, 128usize);
+        let (mut d_ff, mut vocab, mut seed) = (None::<usize>, 50257usize, 0u64);
+        let mut final_ln = true;
+        let mut per_head_t = false;
+        let mut shape_given = Vec::new();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let flag = flag.as_str();
+            // Flags without a value.
+            match flag {
+                "--no-final-ln" => {
+                    final_ln = false;
+                    shape_given.push(flag);
+                    continue;
+                }
+                "--per-head-temperature" => {
+                    per_head_t = true;
+                    shape_given.push(flag);
+                    continue;
+                }
+                _ => {}
+            }
+            if !flag.starts_with("--") {
+                bail!("unexpected argument {flag:?}");
+            }
+            let value = it
+                .next()
+                .with_context(|| format!("{flag} needs a value"))?
+                .as_str();
+            match flag {
+                "--model" => model = Some(PathBuf::from(value)),
+                "--random-arch" => random_arch = Some(value.to_string()),
+                "--text" => text = Some(PathBuf::from(value)),
+                "--out" => out = PathBuf::from(value),
+                "--tokenizer" => {
+                    tokenizer = Some(value.parse::<TokenizerKind>().map_err(|_| {
+                        anyhow::anyhow!("--tokenizer must be gpt2 or byte, got {value:?}")
+                    })?)
+                }
+                "--layers" => layers = parse_num(flag, value)?,
+                "--d-model" => d_model = parse_num(flag, value)?,
+                "--heads" => heads = parse_num(flag, value)?,
+                "--ctx" => ctx = parse_num(flag, value)?,
+                "--d-ff" => d_ff = Some(parse_num(flag, value)?),
+                "--vocab" => vocab = parse_num(flag, value)?,
+                "--seed" => seed = parse_num(flag, value)?,
+                _ => bail!("unknown option {flag:?}"),
+            }
+            if matches!(
+                flag,
+                "--layers" | "--d-model" | "--heads" | "--ctx" | "--d-ff" | "--vocab" | "--seed"
+            ) {
+                shape_given.push(flag);
+            }
+        }
+        let text = text.context("--text FILE is required")?;
+        let source = match (model, random_arch) {
+            (Some(_), Some(_)) => bail!("give either --model or --random-arch, not both"),
+            (None, None) => bail!("--model DIR or --random-arch NAME is required"),
+            (Some(dir), None) => {
+                if let Some(f) = shape_given.first() {
+                    bail!("{f} applies only with --random-arch (a checkpoint has its own shape)");
+                }
+                ModelSource::Dir(dir)
+            }
+            (None, Some(name)) => {
+                let architecture: Architecture = name
+                    .parse()
+                    .with_context(|| format!("--random-arch {name:?}"))?;
+                let mut config = ModelConfig::gpt2_small(architecture, ctx);
+                config.n_layer = layers;
+                config.n_head = heads;
+                config.d_model = d_model;
+                config.d_ff = d_ff.unwrap_or(4 * d_model);
+                config.vocab_size = vocab;
+                config.final_layer_norm = final_ln;
+                if per_head_t {
+                    config.temperature_form = TemperatureForm::PerHead;
+                }
+                config
+                    .validate()
+                    .context("the --random-arch shape is invalid")?;
+                ModelSource::Random {
+                    architecture,
+                    config: Box::new(config),
+                    seed,
+                }
+            }
+        };
+        Ok(EntropyArgs {
+            source,
+            text,
+            out,
+            tokenizer,
+        })
+    }
+}
+
+/// The tokenizer for a vocabulary size: 256 is the byte tokenizer, GPT-2's size (or larger)
+/// GPT-2 BPE; any other size falls back to byte ids (which fit any vocabulary of at least 256)
+/// with a note, since privlm's config does not name a tokenizer.
+fn choose_tokenizer(vocab: usize) -> Result<(TokenizerKind, Option<String>)> {
+    let gpt2 = TokenizerKind::Gpt2.vocab_size();
+    if vocab == 256 {
+        Ok((TokenizerKind::Byte, None))
+    } else if vocab >= gpt2 {
+        Ok((TokenizerKind::Gpt2, None))
+    } else if vocab > 256 {
+        Ok((
+            TokenizerKind::Byte,
+            Some(format!(
+                "note: vocabulary {vocab} is neither the byte tokenizer's (256) nor GPT-2's \
+                 ({gpt2}); using byte tokens (ids 0..255). Pass --tokenizer to choose."
+            )),
+        ))
+    } else {
+        bail!(
+            "vocabulary {vocab} is smaller than any tokenizer privlm has (byte: 256, gpt2: {gpt2})"
+        )
+    }
+}
+
+/// Consecutive windows of at most `n_ctx` tokens. A last partial window shorter than half the
+/// context is dropped when there is at least one full window (its few queries would pull the
+/// mean towards the low entropies of short rows). Returns the windows and the dropped count.
+fn windows(tokens: &[u32], n_ctx: usize) -> (Vec<&[u32]>, usize) {
+    let mut w: Vec<&[u32]> = tokens.chunks(n_ctx).collect();
+    let mut dropped = 0;
+    if w.len() > 1
+        && let Some(last) = w.last()
+        && last.len() * 2 < n_ctx
+    {
+        dropped = last.len();
+        w.pop();
+    }
+    (w, dropped)
+}
+
+fn run_entropy(opts: &EntropyArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&opts.text)
+        .with_context(|| format!("reading the text file {}", opts.text.display()))?;
+    if text.trim().is_empty() {
+        bail!(
+            "the text file {} is empty: there is nothing to analyse",
+            opts.text.display()
+        );
+    }
+
+    let t0 = Instant::now();
+    let (model, origin) = match &opts.source {
+        ModelSource::Dir(dir) => {
+            if !dir.is_dir() {
+                bail!(
+                    "model directory {} does not exist or is not a directory",
+                    dir.display()
+                );
+            }
+            let m = Model::load(dir)
+                .with_context(|| format!("loading the model from {}", dir.display()))?;
+            (m, dir.display().to_string())
+        }
+        ModelSource::Random {
+            architecture,
+            config,
+            seed,
+        } => {
+            let m = Model::random((**config).clone(), *seed)
+                .with_context(|| format!("building a random {}", architecture.name()))?;
+            (m, format!("random weights, seed {seed}"))
+        }
+    };
+    let t_model = t0.elapsed();
+    let cfg = model.config().clone();
+    println!(
+        "model: {} ({origin}): {} layers, {} heads, d = {}, context {}, vocabulary {}",
+        cfg.architecture.name(),
+        cfg.n_layer,
+        cfg.n_head,
+        cfg.d_model,
+        cfg.n_ctx,
+        cfg.vocab_size
+    );
+
+    let kind = match opts.tokenizer {
+        Some(k) => k,
+        None => {
+            let (k, note) = choose_tokenizer(cfg.vocab_size)?;
+            if let Some(n) = note {
+                println!("{n}");
+            }
+            k
+        }
+    };
+    if kind.vocab_size() > cfg.vocab_size {
+        println!(
+            "note: the {kind} tokenizer has {} ids but the model's vocabulary is {}; \
+             a text using ids beyond it is refused",
+            kind.vocab_size(),
+            cfg.vocab_size
+        );
+    }
+    let tokens = kind.build().encode(&text);
+    if tokens.is_empty() {
+        bail!("the text file {} produced no tokens", opts.text.display());
+    }
+    let (wins, dropped) = windows(&tokens, cfg.n_ctx);
+    if wins.len() > 1 || dropped > 0 {
+        println!(
+            "note: {} tokens ({kind}) exceed the context of {}: analysing {} consecutive \
+             window(s) of up to {} tokens{}",
+            tokens.len(),
+            cfg.n_ctx,
+            wins.len(),
+            cfg.n_ctx,
+            if dropped > 0 {
+                format!("; the last {dropped} tokens (under half a window) are dropped")
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        println!("text: {} tokens ({kind})", tokens.len());
+    }
+
+    let t1 = Instant::now();
+    let mut acc = EntropyAccumulator::new(cfg.n_layer, cfg.n_head);
+    for (i, w) in wins.iter().enumerate() {
+        let (_, attn) = model
+            .forward_with_attention(w)
+            .with_context(|| format!("forward pass on window {i} ({} tokens)", w.len()))?;
+        acc.add_sequence(&attn, w.len())
+            .with_context(|| format!("entropies of window {i}"))?;
+    }
+    let t_forward = t1.elapsed();
+
+    let t2 = Instant::now();
+    let stats = acc.finish()?;
+    let (rep, paths) = report(&stats, &opts.out)
+        .with_context(|| format!("writing the report to {}", opts.out.display()))?;
+    let t_report = t2.elapsed();
+
+    print!("{}", table(&rep));
+    println!(
+        "wrote {}, {}, {}",
+        paths.json.display(),
+        paths.csv.display(),
+        paths.png.display()
+    );
+    println!(
+        "time: model {:.2} s, forward with attention {:.2} s ({} window(s)), entropies and report {:.2} s",
+        t_model.as_secs_f64(),
+        t_forward.as_secs_f64(),
+        wins.len(),
+        t_report.as_secs_f64()
+    );
+    Ok(())
 }
