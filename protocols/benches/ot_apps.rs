@@ -360,6 +360,29 @@ fn bench_drelu_real(c: &mut Criterion) {
             n,
         );
     }
+    // Dealer ROTs for the digit OTs, bit triples handed out by the dealer (IdealBitTriples
+    // stands in for the dealer's bit-triple correlation: no messages between the parties).
+    {
+        let (rs, rr) = dealer_rot_pair(&mut dealer, 64 * n);
+        let (t0, t1) = ideal_bit_triples([12; 32]);
+        let mut e = RealEnds { rs, rr, t0, t1 };
+        rt.block_on(run_drelu_real(
+            &mut ch0,
+            &mut ch1,
+            &mut e,
+            &mut g0,
+            &mut g1,
+            &x0,
+            &x1,
+            DreluParams::exact(64),
+        ));
+        report_channels(
+            "DReLU over dealer ROTs (digit OTs) + dealer bit triples l=64 m=4",
+            &mut ch0,
+            &mut ch1,
+            n,
+        );
+    }
     // IKNP: the first run includes the base OTs of the three IKNP pairs, the second is steady.
     let mut prg = Prg::from_u64(8);
     let mut e = iknp_ends(&mut prg);
