@@ -198,7 +198,9 @@ mod over_every_ot {
     use super::*;
     use crate::ot::b2a::{CotRole, b2a_bits, b2a_values, mux, relu};
     use crate::ot::gilboa::{ElementwiseTripleSource, GilboaTriples};
-    use crate::ot::millionaire::{DreluParams, RotBitTriples, RotRole, drelu, less_than};
+    use crate::ot::millionaire::{
+        BufferedBitTriples, DreluParams, RotBitTriples, RotRole, drelu, less_than,
+    };
     use crate::ot::one_of_n::{OneOfN, recv_one_of_n, send_one_of_n};
     use crate::share::Party;
 
@@ -500,6 +502,59 @@ mod over_every_ot {
                 assert!(x.a != y.a && x.b.iter().any(|&v| v != 0));
             }
         }
+    }
+
+    /// DReLU with AND triples preprocessed from random OTs of the same kind: once from the buffer,
+    /// once larger than what is left (top-up).
+    async fn drelu_buffered<K: OtKind>(mut k: K) {
+        let mut prg = Prg::from_u64(31);
+        let xs = domain_values(64, 100, &mut prg);
+        let mut e = k.ends();
+        let (s01, r01) = k.rot_pair();
+        let (s10, r10) = k.rot_pair();
+        let mut t0 = BufferedBitTriples::new(RotBitTriples::new(Party::P0, s01, r10));
+        let mut t1 = BufferedBitTriples::new(RotBitTriples::new(Party::P1, s10, r01));
+        // 15 paired triples per 64-bit DReLU: enough for the first call, not the second.
+        let pre = 15 * xs.len() + 40;
+        let (a, b) = tokio::join!(
+            t0.preprocess(&mut e.ch0, pre),
+            t1.preprocess(&mut e.ch1, pre)
+        );
+        a.unwrap();
+        b.unwrap();
+        let (mut g0, mut g1) = (Prg::from_u64(1), Prg::from_u64(2));
+        for round in 0..2 {
+            let (s0, s1) = share_all(&xs, &mut prg);
+            let (a, b) = tokio::join!(
+                drelu(
+                    &mut e.ch0,
+                    RotRole::<K::RS, K::RR>::Sender(&mut e.rot_s01),
+                    &mut t0,
+                    &mut g0,
+                    &s0,
+                    DreluParams::exact(64)
+                ),
+                drelu(
+                    &mut e.ch1,
+                    RotRole::<K::RS, K::RR>::Receiver(&mut e.rot_r01),
+                    &mut t1,
+                    &mut g1,
+                    &s1,
+                    DreluParams::exact(64)
+                )
+            );
+            for ((x, u), v) in xs.iter().zip(a.unwrap()).zip(b.unwrap()) {
+                assert_eq!(u ^ v, (*x as i64) >= 0, "round {round} x={x:#x}");
+            }
+            assert_eq!(t0.available(), t1.available());
+        }
+        assert_eq!(t0.available(), 0);
+    }
+
+    #[tokio::test]
+    async fn drelu_buffered_triples_over_dealer_and_iknp() {
+        drelu_buffered(dealer(13)).await;
+        drelu_buffered(iknp(14)).await;
     }
 
     #[tokio::test]
