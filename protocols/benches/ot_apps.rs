@@ -23,7 +23,8 @@ use privlm_protocols::ot::ideal::{
 };
 use privlm_protocols::ot::iknp::{IknpConfig, IknpReceiver, IknpSender};
 use privlm_protocols::ot::millionaire::{
-    BitTripleSource, DreluParams, IdealBitTriples, RotBitTriples, RotRole, drelu, ideal_bit_triples,
+    BitTripleSource, BufferedBitTriples, DreluParams, IdealBitTriples, RotBitTriples, RotRole,
+    drelu, ideal_bit_triples,
 };
 use privlm_protocols::ot::one_of_n::{OneOfN, recv_one_of_n, send_one_of_n};
 use privlm_protocols::ot::{RotReceiver, RotSender};
@@ -378,6 +379,47 @@ fn bench_drelu_real(c: &mut Criterion) {
         ));
         report_channels(
             "DReLU over dealer ROTs (digit OTs) + dealer bit triples l=64 m=4",
+            &mut ch0,
+            &mut ch1,
+            n,
+        );
+    }
+    // Dealer ROTs for everything, the AND triples preprocessed (BufferedBitTriples) before the
+    // online phase; the counters are reset after preprocessing, so the figure is online only.
+    {
+        let e = dealer_ends(&mut dealer, n);
+        let mut e = RealEnds {
+            rs: e.rs,
+            rr: e.rr,
+            t0: BufferedBitTriples::new(e.t0),
+            t1: BufferedBitTriples::new(e.t1),
+        };
+        let (a, b) = rt.block_on(async {
+            tokio::join!(
+                e.t0.preprocess(&mut ch0, 15 * n),
+                e.t1.preprocess(&mut ch1, 15 * n)
+            )
+        });
+        a.unwrap();
+        b.unwrap();
+        report_channels(
+            "  (preprocessing: AND triples from dealer ROTs)",
+            &mut ch0,
+            &mut ch1,
+            n,
+        );
+        rt.block_on(run_drelu_real(
+            &mut ch0,
+            &mut ch1,
+            &mut e,
+            &mut g0,
+            &mut g1,
+            &x0,
+            &x1,
+            DreluParams::exact(64),
+        ));
+        report_channels(
+            "DReLU over dealer ROTs, AND triples preprocessed from dealer ROTs, online l=64 m=4",
             &mut ch0,
             &mut ch1,
             n,
