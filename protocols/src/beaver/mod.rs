@@ -15,6 +15,8 @@
 //!   its random parts from a per-session PRG seed, and only the correction share of each product
 //!   travels, to P1); [`dealer::serve_session`] is the dealer's side.
 //! - [`ideal`]: [`InsecureIdealDealer`], an in-process stand-in for tests and online benches.
+//! - [`ot_provider`]: [`OtTripleProvider`], dealer-free: elementwise triples and square pairs by
+//!   Gilboa products over correlated OTs; matrix-shaped requests are refused with their cost.
 //!
 //! Correlations ([`Request`]): elementwise triples, matrix triples (batched), square pairs,
 //! truncation pairs (for [`crate::trunc`]), and the *weight* correlation for products with a
@@ -38,6 +40,7 @@ pub mod ideal;
 pub mod kernel;
 pub mod lookup;
 pub mod ops;
+pub mod ot_provider;
 pub mod prefetch;
 pub mod weight;
 
@@ -46,6 +49,7 @@ mod tests;
 
 pub use ideal::InsecureIdealDealer;
 pub use ops::{BilinearOp, beaver, beaver_many, square};
+pub use ot_provider::OtTripleProvider;
 pub use prefetch::Prefetched;
 pub use weight::{ClientWeight, PreparedQuery, ServerWeight, add_server_plain};
 
@@ -85,6 +89,17 @@ pub enum BeaverError {
         "the insecure ideal dealer is for tests and benches only; pass --insecure-ideal-dealer to use it anyway"
     )]
     InsecureNotAllowed,
+    /// The OT-based (dealer-free) provider failed or refused a request (see [`ot_provider`]):
+    /// an OT or channel failure, or a correlation too expensive to make by OT (the message
+    /// states the estimated cost).
+    #[error(transparent)]
+    Triple(#[from] crate::ot::gilboa::TripleError),
+}
+
+impl From<crate::ot::OtError> for BeaverError {
+    fn from(e: crate::ot::OtError) -> Self {
+        BeaverError::Triple(crate::ot::gilboa::TripleError::Ot(e))
+    }
 }
 
 /// Name of the command-line flag every binary requires before it uses [`InsecureIdealDealer`].

@@ -33,7 +33,7 @@ use crate::channel::Channel;
 use crate::prg::{Prg, Seed};
 use crate::share::Party;
 
-use super::b2a::{Widths, acot_both};
+use super::b2a::{Widths, acot_both, acot_recv, acot_send};
 use super::{CotReceiver, CotSender, OtError};
 
 /// Triples per batch (64 COTs each way per triple: 16384 COTs per batch).
@@ -70,6 +70,31 @@ pub enum TripleError {
         msg_bytes: u64,
         /// Total estimated bytes: COTs at [`BYTES_PER_COT_ESTIMATE`] plus messages.
         estimated_bytes: u64,
+    },
+    /// A correlation whose OT-based generation is too expensive to offer (matrix-shaped:
+    /// batched matrix triples, weight and table correlations); nothing was attempted.
+    #[error(
+        "{what} by OT would cost about {gb:.1} GB ({estimated_bytes} bytes) of client-server \
+         traffic ({cots} COTs and {msg_bytes} message bytes); use the dealer for it",
+        gb = *estimated_bytes as f64 / 1e9
+    )]
+    TooExpensive {
+        /// The refused request, in words.
+        what: String,
+        /// COTs needed.
+        cots: u64,
+        /// Correlated-message bytes.
+        msg_bytes: u64,
+        /// Total estimated bytes: COTs at [`BYTES_PER_COT_ESTIMATE`] plus messages.
+        estimated_bytes: u64,
+    },
+    /// A correlation the dealer-free source does not produce.
+    #[error("{what}: not available without the dealer ({reason})")]
+    NotDealerFree {
+        /// The refused request, in words.
+        what: String,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -156,6 +181,74 @@ impl<S: CotSender, R: CotReceiver> GilboaTriples<S, R> {
         out.a.extend(a);
         out.b.extend(b);
         Ok(())
+    }
+}
+
+/// One party's shares of square pairs `(r, r²)`. `Debug` prints only the length.
+#[derive(Clone, Default)]
+pub struct SquarePairs {
+    /// Shares of `r`.
+    pub r: Vec<u64>,
+    /// Shares of `r²`.
+    pub r2: Vec<u64>,
+}
+
+impl std::fmt::Debug for SquarePairs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SquarePairs({} pairs, ..)", self.r.len())
+    }
+}
+
+impl<S: CotSender, R: CotReceiver> GilboaTriples<S, R> {
+    /// `n` square pairs `(r, r²)`: `r² = r_0² + r_1² + 2·r_0·r_1`, and the one cross term is a
+    /// Gilboa product in one direction (P0's COT sender with `r_0`, P1's COT receiver choosing
+    /// with the bits of `r_1`): 64 COTs and 260 message bytes per pair, half a triple. One
+    /// flight (P0 → P1) per batch of [`super::b2a::CHUNK`] COTs.
+    pub async fn square_pairs<C: Channel>(
+        &mut self,
+        ch: &mut C,
+        n: usize,
+    ) -> Result<SquarePairs, TripleError> {
+        let r: Vec<u64> = (0..n).map(|_| self.prg.next_u64()).collect();
+        // Σ_j 2^j·(w_j − s_j) = r_0·r_1; P0 holds −Σ 2^j s_j, P1 Σ 2^j w_j.
+        let (parts, sign) = if self.party == Party::P0 {
+            let d: Vec<u64> = r.iter().flat_map(|&x| std::iter::repeat_n(x, 64)).collect();
+            let s = acot_send(&mut self.cot_s, ch, &d, Widths::Gilboa, "square pairs").await?;
+            (s, u64::MAX)
+        } else {
+            let choices: Vec<bool> = r
+                .iter()
+                .flat_map(|&y| (0..64).map(move |j| (y >> j) & 1 == 1))
+                .collect();
+            let w = acot_recv(
+                &mut self.cot_r,
+                ch,
+                &choices,
+                Widths::Gilboa,
+                "square pairs",
+            )
+            .await?;
+            (w, 1)
+        };
+        if parts.len() != n * 64 {
+            return Err(
+                OtError::Protocol("square pairs: wrong number of OT outputs".into()).into(),
+            );
+        }
+        let r2 = r
+            .iter()
+            .enumerate()
+            .map(|(e, &x)| {
+                let mut cross = 0u64;
+                for j in 0..64 {
+                    cross = cross.wrapping_add(parts[e * 64 + j].wrapping_shl(j as u32));
+                }
+                // r_p² + 2·(±cross)
+                x.wrapping_mul(x)
+                    .wrapping_add(cross.wrapping_mul(sign).wrapping_shl(1))
+            })
+            .collect();
+        Ok(SquarePairs { r, r2 })
     }
 }
 
@@ -270,6 +363,31 @@ mod tests {
     async fn gilboa_triples_satisfy_c_eq_ab() {
         for n in [0, 1, 2, CHUNK - 1, CHUNK, CHUNK + 1] {
             check(n, n as u64).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn square_pairs_satisfy_r2_eq_r_squared() {
+        let e = ends(4);
+        let (mut ch0, mut ch1) = (e.ch0, e.ch1);
+        let mut g0 = GilboaTriples::new(Party::P0, e.cot_s01, e.cot_r10, [1; 32]);
+        let mut g1 = GilboaTriples::new(Party::P1, e.cot_s10, e.cot_r01, [2; 32]);
+        // 256 pairs are exactly one B2A chunk of COTs.
+        for n in [0, 1, 255, 256, 257] {
+            let (x, y) = tokio::join!(g0.square_pairs(&mut ch0, n), g1.square_pairs(&mut ch1, n));
+            let (x, y) = (x.unwrap(), y.unwrap());
+            assert_eq!((x.r.len(), y.r2.len()), (n, n));
+            for i in 0..n {
+                let r = x.r[i].wrapping_add(y.r[i]);
+                assert_eq!(
+                    x.r2[i].wrapping_add(y.r2[i]),
+                    r.wrapping_mul(r),
+                    "n={n} i={i}"
+                );
+            }
+            if n > 8 {
+                assert!(x.r != y.r && x.r2 != y.r2);
+            }
         }
     }
 
