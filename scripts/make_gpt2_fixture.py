@@ -8,8 +8,8 @@ expected.json with the model's logits for a fixed token sequence and its greedy 
 
 The forward pass is computed here in float64 numpy, written to follow Hugging Face's
 GPT2LMHeadModel exactly (pre-LN blocks, gelu_new, causal softmax, scale 1/sqrt(d_head),
-final ln_f, LM head = wte^T). PyTorch could not be used on the build machine (PyPI's Linux
-wheel needs the CUDA libraries), so the reference is numpy; transformers supplies the config.
+final ln_f, LM head = wte^T); transformers supplies the config. scripts/check_gpt2_fixture_hf.py
+then checks expected.json against Hugging Face's own GPT2LMHeadModel (needs torch).
 
 Usage: python3 scripts/make_gpt2_fixture.py [OUT_DIR]
 Needs: numpy, safetensors, transformers (config only).
