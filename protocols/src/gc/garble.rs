@@ -472,20 +472,14 @@ impl<C: Channel, S: CotSender> Backend for Garbler<'_, C, S> {
             return Ok(to.includes(Role::Garbler).then(Vec::new));
         }
         self.send_batch().await?;
-        let perm = wires.iter().map(|w| w.lsb());
-        if to.includes(Role::Evaluator) {
-            self.ch.send_bytes(&pack_bits(perm.clone())).await?;
-        }
-        if to.includes(Role::Garbler) {
-            let mut buf = vec![0u8; wires.len().div_ceil(8)];
-            self.ch
-                .recv_bytes_into(&mut buf, "garbled-circuit output bits")
-                .await?;
-            let theirs = unpack_bits(&buf, wires.len());
-            Ok(Some(perm.zip(theirs).map(|(p, e)| p ^ e).collect()))
-        } else {
-            Ok(None)
-        }
+        exchange_lsbs(
+            &mut *self.ch,
+            wires,
+            to.includes(Role::Evaluator),
+            to.includes(Role::Garbler),
+            "garbled-circuit output bits",
+        )
+        .await
     }
 
     fn share(&mut self, wires: &[Block]) -> Result<Vec<bool>, GcError> {
@@ -767,20 +761,14 @@ impl<C: Channel, R: CotReceiver> Backend for Evaluator<'_, C, R> {
             return Ok(to.includes(Role::Evaluator).then(Vec::new));
         }
         self.sync_point("an output").await?;
-        let mine = wires.iter().map(|w| w.lsb());
-        if to.includes(Role::Garbler) {
-            self.ch.send_bytes(&pack_bits(mine.clone())).await?;
-        }
-        if to.includes(Role::Evaluator) {
-            let mut buf = vec![0u8; wires.len().div_ceil(8)];
-            self.ch
-                .recv_bytes_into(&mut buf, "garbled-circuit output decoding bits")
-                .await?;
-            let perm = unpack_bits(&buf, wires.len());
-            Ok(Some(mine.zip(perm).map(|(e, p)| e ^ p).collect()))
-        } else {
-            Ok(None)
-        }
+        exchange_lsbs(
+            &mut *self.ch,
+            wires,
+            to.includes(Role::Garbler),
+            to.includes(Role::Evaluator),
+            "garbled-circuit output decoding bits",
+        )
+        .await
     }
 
     fn share(&mut self, wires: &[Block]) -> Result<Vec<bool>, GcError> {
@@ -812,4 +800,27 @@ impl<C: Channel, R: CotReceiver> Backend for Evaluator<'_, C, R> {
         }
         Ok(shares)
     }
+}
+
+/// Output decoding, the same on both sides: a wire's value is the XOR of the garbler's
+/// permute bit and the evaluator's label lsb. Sends this side's lsbs if `send`; if `recv`,
+/// receives the peer's and returns the decoded values.
+async fn exchange_lsbs<C: Channel>(
+    ch: &mut C,
+    wires: &[Block],
+    send: bool,
+    recv: bool,
+    what: &str,
+) -> Result<Option<Vec<bool>>, GcError> {
+    let mine = wires.iter().map(|w| w.lsb());
+    if send {
+        ch.send_bytes(&pack_bits(mine.clone())).await?;
+    }
+    if !recv {
+        return Ok(None);
+    }
+    let mut buf = vec![0u8; wires.len().div_ceil(8)];
+    ch.recv_bytes_into(&mut buf, what).await?;
+    let theirs = unpack_bits(&buf, wires.len());
+    Ok(Some(mine.zip(theirs).map(|(a, b)| a ^ b).collect()))
 }
