@@ -236,7 +236,7 @@ impl<'a> From<&'a [u32]> for Tokens<'a> {
 
 /// Which part of the model the following ops belong to ([`TensorOps::stage`]): a secure
 /// backend labels its channel traffic with it, a counting backend its counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Stage {
     /// Token and position embeddings.
     Embedding,
