@@ -745,3 +745,37 @@ pub fn save_dir(dir: &Path, cfg: &ModelConfig, w: &Weights) -> Result<(), ModelE
     std::fs::write(&cfg_path, cfg.to_json()).map_err(|e| io(&cfg_path, e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every binary16 bit pattern converts to the value the IEEE 754 formula gives.
+    #[test]
+    fn f16_conversion_is_exact_on_every_pattern() {
+        for h in 0..=u16::MAX {
+            let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+            let exp = ((h >> 10) & 0x1f) as i32;
+            let mant = (h & 0x3ff) as f64;
+            let got = f16_to_f32(h);
+            match exp {
+                0x1f if mant == 0.0 => assert_eq!(got, sign as f32 * f32::INFINITY),
+                0x1f => assert!(got.is_nan(), "{h:#06x}"),
+                0 => assert_eq!(got as f64, sign * mant * 2f64.powi(-24), "{h:#06x}"),
+                e => assert_eq!(
+                    got as f64,
+                    sign * (1.0 + mant / 1024.0) * 2f64.powi(e - 15),
+                    "{h:#06x}"
+                ),
+            }
+            assert_eq!(got.is_sign_negative(), h & 0x8000 != 0, "{h:#06x}: sign");
+        }
+    }
+
+    #[test]
+    fn other_dtypes_are_not_converted() {
+        assert!(to_f32(Dtype::I32, &[0; 4]).is_none());
+        assert_eq!(to_f32(Dtype::BF16, &[0x80, 0x3f]).unwrap(), [1.0]);
+        assert_eq!(to_f32(Dtype::F64, &2.5f64.to_le_bytes()).unwrap(), [2.5]);
+    }
+}
