@@ -44,8 +44,11 @@ fn to_unicode(bytes: &[u8], table: &[char]) -> String {
     bytes.iter().map(|&b| table[b as usize]).collect()
 }
 
+/// Merge rules in rank order: (left bytes, right bytes).
+type Merges = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// GPT-2's vocabulary (id -> bytes) and merges (in rank order), from the embedded table.
-fn gpt2_files() -> (Vec<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>) {
+fn gpt2_files() -> (Vec<Vec<u8>>, Merges) {
     let bpe = Gpt2Bpe::shared();
     let n = 50256;
     let tokens: Vec<Vec<u8>> = (0..n as u32)
@@ -72,7 +75,7 @@ fn gpt2_files() -> (Vec<Vec<u8>>, Vec<(Vec<u8>, Vec<u8>)>) {
     (tokens, merges)
 }
 
-fn write_vocab_merges(dir: &Path, tokens: &[Vec<u8>], merges: &[(Vec<u8>, Vec<u8>)]) {
+fn write_vocab_merges(dir: &Path, tokens: &[Vec<u8>], merges: &Merges) {
     let u = unicode_of_byte();
     let mut vocab: BTreeMap<String, u32> = tokens
         .iter()
@@ -92,11 +95,7 @@ fn write_vocab_merges(dir: &Path, tokens: &[Vec<u8>], merges: &[(Vec<u8>, Vec<u8
     std::fs::write(dir.join("merges.txt"), text).unwrap();
 }
 
-fn tokenizer_json(
-    tokens: &[Vec<u8>],
-    merges: &[(Vec<u8>, Vec<u8>)],
-    pairs_as_arrays: bool,
-) -> serde_json::Value {
+fn tokenizer_json(tokens: &[Vec<u8>], merges: &Merges, pairs_as_arrays: bool) -> serde_json::Value {
     let u = unicode_of_byte();
     let vocab: serde_json::Map<String, serde_json::Value> = tokens
         .iter()
