@@ -319,7 +319,8 @@ fn run_entropy(opts: &EntropyArgs) -> Result<()> {
             describe_source(&src);
             let name = match src {
                 TokenizerSource::BuiltIn(k, _) => k.to_string(),
-                _ => "model's".to_string(),
+                TokenizerSource::TokenizerJson => "tokenizer.json".to_string(),
+                TokenizerSource::VocabMerges => "vocab.json + merges.txt".to_string(),
             };
             (t, name)
         }
