@@ -473,7 +473,9 @@ impl<C: Channel + 'static> DealerServer<C> {
                     // The sender is dropped only together with the entry: by a shutdown.
                     Err(_) => Woken::Stopped,
                 },
-                r = me.ch.recv_bytes_bounded(0) => Woken::Gone(r),
+                // Any message counts (a request sent too early fits the bound and is named as
+                // such; a larger one is refused by the bound itself).
+                r = me.ch.recv_bytes_bounded(MAX_REQUEST_LEN) => Woken::Gone(r),
                 _ = tokio::time::sleep_until(deadline) => Woken::Expired,
                 _ = stopped(&mut stop) => Woken::Stopped,
             }
@@ -483,11 +485,15 @@ impl<C: Channel + 'static> DealerServer<C> {
     }
 
     async fn log_gone(&self, me: &mut Conn<C>, r: Result<Vec<u8>, ChannelError>) {
+        const REASON: &str = "sent data before the other party arrived";
         match r {
             Ok(_) => {
-                let reason = "sent data before the other party arrived";
-                tracing::warn!(parent: &me.span, "{reason}");
-                me.ch.abort(reason).instrument(me.span.clone()).await;
+                tracing::warn!(parent: &me.span, "{REASON}");
+                me.ch.abort(REASON).instrument(me.span.clone()).await;
+            }
+            // The channel refused (and reported) a message over the bound itself.
+            Err(ChannelError::Aborted(e)) => {
+                tracing::warn!(parent: &me.span, error = %e, "{REASON}")
             }
             Err(e) => {
                 tracing::info!(parent: &me.span, error = %e,
