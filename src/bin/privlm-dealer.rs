@@ -23,15 +23,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use privlm_protocols::beaver::dealer::server::{
-    DealerServer, ServerConfig, dealer_channel_config,
-};
+use privlm_protocols::beaver::dealer::server::{DealerServer, ServerConfig, dealer_channel_config};
 use privlm_protocols::beaver::dealer::{
     DEFAULT_CHUNK_ELEMS, DEFAULT_DEALER_MAX_REQUEST_ELEMS, DEFAULT_MAX_REQUEST_WORK, DealerConfig,
 };
 use privlm_protocols::beaver::require_insecure_opt_in;
 use privlm_protocols::channel::FramedChannel;
-use privlm_protocols::channel::tls::{Fingerprint, Identity, Incoming, ListenerLimits, TlsListener};
+use privlm_protocols::channel::tls::{
+    Fingerprint, Identity, Incoming, ListenerLimits, TlsListener,
+};
 use privlm_protocols::compute::ComputePool;
 use tokio::net::TcpListener;
 
@@ -146,7 +146,11 @@ struct Cli {
     insecure_ideal_dealer: bool,
 
     /// Derive every session's seeds from N: every triple becomes predictable.
-    #[arg(long, value_name = "N", help_heading = "Insecure (tests and benches only)")]
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Insecure (tests and benches only)"
+    )]
     seed: Option<u64>,
 }
 
@@ -296,10 +300,9 @@ mod tests {
             .check()
             .unwrap_err();
         assert!(e.to_string().contains("--insecure-ideal-dealer"), "{e}");
-        let o = parse(
-            "--listen 127.0.0.1:0 --insecure-plaintext-tcp --insecure-ideal-dealer --seed 3",
-        )
-        .unwrap();
+        let o =
+            parse("--listen 127.0.0.1:0 --insecure-plaintext-tcp --insecure-ideal-dealer --seed 3")
+                .unwrap();
         o.check().unwrap();
         assert_eq!(o.seed, Some(3));
         assert!(parse("--bogus").is_err());
@@ -320,8 +323,9 @@ mod tests {
     /// Two sessions whose connections interleave are paired by session id and served over TCP.
     #[tokio::test]
     async fn serves_interleaved_sessions_over_tcp() {
-        let cli = parse("--listen 127.0.0.1:0 --insecure-plaintext-tcp --sessions 2 --chunk-elems 5")
-            .unwrap();
+        let cli =
+            parse("--listen 127.0.0.1:0 --insecure-plaintext-tcp --sessions 2 --chunk-elems 5")
+                .unwrap();
         let incoming = cli.bind().await.unwrap();
         let addr = incoming.local_addr();
         let server: DealerServer<FramedChannel> = DealerServer::new(cli.server_config());

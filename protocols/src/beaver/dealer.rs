@@ -355,7 +355,8 @@ fn check_request(
         ));
     }
     let refused = |e: &dyn std::fmt::Display| format!("request #{n} ({q0:?}) refused: {e}");
-    q0.validate(cfg.max_request_elems).map_err(|e| refused(&e))?;
+    q0.validate(cfg.max_request_elems)
+        .map_err(|e| refused(&e))?;
     let work = request_work(q0);
     if work > cfg.max_request_work {
         return Err(refused(&format!(
@@ -397,10 +398,7 @@ async fn serve_request<C: Channel>(
     }
     let chunk = cfg.chunk_elems.max(1);
     let (s, r) = (*seeds, req.clone());
-    let mut corr = cfg
-        .compute
-        .run(move || CorrectionGen::new(&s, n, &r))
-        .await;
+    let mut corr = cfg.compute.run(move || CorrectionGen::new(&s, n, &r)).await;
     let mut buf: Vec<u64> = Vec::with_capacity(chunk.min(req.correction_len(Party::P1)));
     let mut sent = 0u64;
     loop {

@@ -209,7 +209,9 @@ impl Request {
             )))
         };
         let sizes: Vec<Option<usize>> = match *self {
-            Request::Elementwise { n: 0 } | Request::Square { n: 0 } | Request::Trunc { n: 0, .. } => {
+            Request::Elementwise { n: 0 }
+            | Request::Square { n: 0 }
+            | Request::Trunc { n: 0, .. } => {
                 return empty();
             }
             Request::Elementwise { n } | Request::Square { n } => vec![Some(n)],

@@ -286,7 +286,11 @@ async fn trickled_frames_do_not_extend_the_timeout() {
     let start = std::time::Instant::now();
     let e = ch.recv_bytes_bounded(64).await.unwrap_err();
     assert_eq!(e, ChannelError::Timeout(Duration::from_millis(300)));
-    assert!(start.elapsed() < Duration::from_millis(900), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
     trickle.abort();
 }
 
@@ -296,7 +300,10 @@ async fn bounded_control_message() {
     let (mut a, mut b) = mem::pair_with(small_timeout(), 1 << 16);
     a.send_msg(&vec![7u8; 100]).await.unwrap();
     a.send_msg(&vec![7u8; 10]).await.unwrap();
-    let e = b.recv_msg_bounded::<Vec<u8>>(50, "small").await.unwrap_err();
+    let e = b
+        .recv_msg_bounded::<Vec<u8>>(50, "small")
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, ChannelError::Aborted(ref m) if m.contains("limit of 50")),
         "{e}"

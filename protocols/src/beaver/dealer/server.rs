@@ -2,9 +2,9 @@
 //! session, and serves each pair, under limits. `privlm-dealer` is this plus a command line.
 //!
 //! Life of a connection ([`DealerServer::handle`]):
-//! 1. **Hello.** Read within [`ServerConfig::hello_timeout`], at most [`MAX_HELLO_LEN`](super::MAX_HELLO_LEN)
-//!    bytes, and checked on its own ([`check_hello`]): a version the dealer does not speak is
-//!    refused at once, whichever party arrives first.
+//! 1. **Hello.** Read within [`ServerConfig::hello_timeout`], at most
+//!    [`MAX_HELLO_LEN`](super::MAX_HELLO_LEN) bytes, and checked on its own ([`check_hello`]):
+//!    a version the dealer does not speak is refused at once, whichever party arrives first.
 //! 2. **Pairing** by session id:
 //!    - nobody of that session waits: the connection *waits* until the other party arrives,
 //!      until it disconnects (or sends anything: a party sends nothing before its
@@ -39,11 +39,10 @@ use tokio::time::Instant;
 use tracing::{Instrument, Span};
 
 use super::{
-    DealerConfig, Hello, MAX_REQUEST_LEN, check_hello, check_hellos, read_hello,
-    serve_paired,
+    DealerConfig, Hello, MAX_REQUEST_LEN, check_hello, check_hellos, read_hello, serve_paired,
 };
 use crate::channel::tls::Incoming;
-use crate::channel::{Channel, ChannelConfig, ChannelError};
+use crate::channel::{Channel, ChannelConfig, ChannelError, FramedChannel};
 use crate::prg::Prg;
 use crate::share::Party;
 
@@ -240,31 +239,6 @@ impl<C: Channel + 'static> DealerServer<C> {
         }
     }
 
-    /// Serves connections from `incoming` until the server stops ([`DealerServer::shutdown`],
-    /// or [`ServerConfig::stop_after`] sessions started) or the listener ends, then waits for
-    /// the sessions being served. Returns the number of sessions started.
-    pub async fn run(&self, mut incoming: Incoming) -> u64
-    where
-        C: From<crate::channel::FramedChannel>,
-    {
-        let mut tasks = JoinSet::new();
-        let mut stop = self.inner.stop.subscribe();
-        loop {
-            tokio::select! {
-                accepted = incoming.next() => {
-                    let Some(a) = accepted else { break };
-                    let server = self.clone();
-                    tasks.spawn(async move { server.handle(C::from(a.channel), a.addr).await });
-                }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = stopped(&mut stop) => break,
-            }
-        }
-        drop(incoming);
-        while tasks.join_next().await.is_some() {}
-        self.sessions_started()
-    }
-
     /// Handles one connection from `addr` to its end: reads its hello, pairs it, and serves
     /// the session if this connection's task is the one that receives its partner (see the
     /// module docs).
@@ -301,7 +275,10 @@ impl<C: Channel + 'static> DealerServer<C> {
         .instrument(span.clone())
         .await;
         let Some(hello) = hello else { return };
-        span.record("session", short_session_id(&hello.session));
+        span.record(
+            "session",
+            tracing::field::display(short_session_id(&hello.session)),
+        );
         span.record("party", tracing::field::debug(hello.party));
         if let Err(e) = check_hello(&hello) {
             let reason = e.to_string();
@@ -567,4 +544,28 @@ async fn refuse_pair<C: Channel>(span: &Span, a: &mut Conn<C>, b: &mut Conn<C>, 
     }
     .instrument(span.clone())
     .await;
+}
+
+impl DealerServer<FramedChannel> {
+    /// Serves connections from `incoming` until the server stops ([`DealerServer::shutdown`],
+    /// or [`ServerConfig::stop_after`] sessions started) or the listener ends, then waits for
+    /// the sessions being served. Returns the number of sessions started.
+    pub async fn run(&self, mut incoming: Incoming) -> u64 {
+        let mut tasks = JoinSet::new();
+        let mut stop = self.inner.stop.subscribe();
+        loop {
+            tokio::select! {
+                accepted = incoming.next() => {
+                    let Some(a) = accepted else { break };
+                    let server = self.clone();
+                    tasks.spawn(async move { server.handle(a.channel, a.addr).await });
+                }
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = stopped(&mut stop) => break,
+            }
+        }
+        drop(incoming);
+        while tasks.join_next().await.is_some() {}
+        self.sessions_started()
+    }
 }

@@ -173,8 +173,8 @@ impl Incoming {
         self.local_addr
     }
 
-    /// Connections alive now (handshaking, waiting in the queue or handed out and not yet
-    /// closed).
+    /// Connection slots in use now: connections handshaking, waiting in the queue or handed
+    /// out and not yet closed, plus the slot the accept task holds for the next connection.
     pub fn live_connections(&self) -> usize {
         self.limits.max_connections.max(1) - self.connections.available_permits()
     }
