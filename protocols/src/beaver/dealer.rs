@@ -148,8 +148,8 @@ pub fn request_work(req: &Request) -> u64 {
         Request::Table { t, v1, v2, d, .. } => sum(&[
             mul(&[v1, v2, d]),
             mul(&[2, t, v1, v2, d]),
-            mul(&[t, v1 + v2]),
-            mul(&[t, v1 + v2 + 1, d]),
+            mul(&[t, v1.saturating_add(v2)]),
+            mul(&[t, v1.saturating_add(v2).saturating_add(1), d]),
         ]),
     }
 }

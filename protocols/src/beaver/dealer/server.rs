@@ -569,3 +569,139 @@ impl DealerServer<FramedChannel> {
         self.sessions_started()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beaver::TripleProvider;
+    use crate::beaver::dealer::{DEALER_PROTOCOL_VERSION, DealerClient, request_work};
+    use crate::beaver::{BeaverError, Request};
+    use crate::channel::mem;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn server(pairing_ms: u64) -> DealerServer<FramedChannel> {
+        DealerServer::new(ServerConfig {
+            pairing_timeout: Duration::from_millis(pairing_ms),
+            max_sessions: 1,
+            ..ServerConfig::default()
+        })
+    }
+
+    /// Connects a party over an in-memory pair whose dealer end `server` handles.
+    fn connect(
+        server: &DealerServer<FramedChannel>,
+        party: Party,
+        session: [u8; 32],
+        port: u16,
+    ) -> tokio::task::JoinHandle<Result<DealerClient<FramedChannel>, BeaverError>> {
+        let (d, c) = mem::pair();
+        let s = server.clone();
+        tokio::spawn(async move { s.handle(d, addr(port)).await });
+        tokio::spawn(DealerClient::connect(c, party, session))
+    }
+
+    async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("{what} did not happen within 1 s");
+    }
+
+    /// A waiting party that leaves is removed at once; one that stays expires; either way the
+    /// session id can be used again.
+    #[tokio::test]
+    async fn waiting_parties_leave_or_expire() {
+        let s = server(300);
+        // Leaves: hello, then the channel is dropped.
+        let (d, mut c) = mem::pair();
+        let h = tokio::spawn({
+            let s = s.clone();
+            async move { s.handle(d, addr(1)).await }
+        });
+        let hello = Hello {
+            version: DEALER_PROTOCOL_VERSION,
+            party: Party::P0,
+            session: [1; 32],
+        };
+        c.send_msg(&hello).await.unwrap();
+        until("parking", || s.waiting() == 1).await;
+        drop(c);
+        until("removal", || s.waiting() == 0).await;
+        h.await.unwrap();
+        // Expires.
+        let start = std::time::Instant::now();
+        let e = connect(&s, Party::P1, [1; 32], 2)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(e, BeaverError::DealerRefused(ref m) if m.contains("no P0 joined")),
+            "{e}"
+        );
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert_eq!(s.waiting(), 0);
+        // The id works again.
+        let a = connect(&s, Party::P0, [1; 32], 3);
+        let b = connect(&s, Party::P1, [1; 32], 4);
+        let (mut a, mut b) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+        let (x, y) = tokio::join!(a.elementwise(3), b.elementwise(3));
+        x.unwrap();
+        y.unwrap();
+        assert_eq!(s.sessions_started(), 1);
+    }
+
+    /// A second claim of a waiting role is refused and the waiting party is kept; a pair beyond
+    /// the session cap is refused as busy.
+    #[tokio::test]
+    async fn duplicates_and_busy_are_refused() {
+        let s = server(5_000);
+        let first = connect(&s, Party::P0, [2; 32], 1);
+        until("parking", || s.waiting() == 1).await;
+        let e = connect(&s, Party::P0, [2; 32], 2)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("already has a P0 waiting"), "{e}");
+        assert_eq!(s.waiting(), 1);
+        let second = connect(&s, Party::P1, [2; 32], 3);
+        let (a, b) = (
+            first.await.unwrap().unwrap(),
+            second.await.unwrap().unwrap(),
+        );
+        until("the session", || s.active_sessions() == 1).await;
+        // max_sessions is 1.
+        let x = connect(&s, Party::P0, [3; 32], 4);
+        let y = connect(&s, Party::P1, [3; 32], 5);
+        let e = x.await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("busy:"), "{e}");
+        assert!(y.await.unwrap().is_err());
+        drop((a, b));
+        until("the end of the session", || s.active_sessions() == 0).await;
+    }
+
+    #[test]
+    fn work_estimates() {
+        assert_eq!(request_work(&Request::Elementwise { n: 10 }), 50);
+        let big = Request::MatMul {
+            batch: 1,
+            n: 4096,
+            k: 4096,
+            m: 4096,
+        };
+        assert!(request_work(&big) > 1 << 36);
+        let absurd = Request::Table {
+            id: 0,
+            t: usize::MAX,
+            v1: usize::MAX,
+            v2: usize::MAX,
+            d: usize::MAX,
+        };
+        assert_eq!(request_work(&absurd), u64::MAX);
+    }
+}
