@@ -176,6 +176,19 @@ impl Dealer {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log once it contains `needle` (or after 5 s): the two output streams are read by
+    /// different threads, so a line may land a little after another stream's line.
+    fn log_with(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let log = self.log();
+            if log.contains(needle) || start.elapsed() > Duration::from_secs(5) {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -936,8 +949,7 @@ async fn abort_reason_is_escaped_in_logs_and_relays() {
         reason.push_str(&"\u{1b}[31m!\n".repeat(60_000 / 7));
         r0.frame(ABORT, &reason.as_bytes()[..60_000]).await.unwrap();
         let relayed = c1.elementwise(4).await.unwrap_err().to_string();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let log = d.log();
+        let log = d.log_with("oops");
         eprintln!(
             "[abort] relayed to P1 ({} chars): {relayed}\n[abort] dealer log: {} bytes",
             relayed.len(),
@@ -1093,7 +1105,7 @@ async fn warnings_are_visible_by_default() {
             "7",
         ],
     );
-    let log = d.log();
+    let log = d.log_with("plain TCP");
     eprintln!("[warn] dealer output without RUST_LOG:\n{log}");
     assert!(log.contains("WARN"), "{log}");
     assert!(log.contains("INSECURE ideal dealer"), "{log}");
@@ -1185,7 +1197,7 @@ async fn out_of_descriptors_is_survived() {
         d.session().await.unwrap();
     })
     .await;
-    let log = d.log();
+    let log = d.log_with("Too many open files");
     assert!(d.alive(), "{log}");
     let failures = log.matches("accepting a connection failed").count();
     eprintln!("[emfile] {failures} accept failures logged; the dealer is alive and serving");
