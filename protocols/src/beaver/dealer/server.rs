@@ -412,7 +412,22 @@ impl<C: Channel + 'static> DealerServer<C> {
                 },
             };
             match woken {
-                Woken::Partner(partner) => return self.serve(me, partner).await,
+                Woken::Partner(partner) => {
+                    // This party may have left just before its partner came, its departure
+                    // not yet read: look at its channel once more (after letting its reader
+                    // run) before serving. A departure noticed only later still ends the
+                    // session cleanly, with a reason for the partner.
+                    tokio::task::yield_now().await;
+                    let check = me.ch.recv_bytes_bounded(MAX_REQUEST_LEN);
+                    match tokio::time::timeout(Duration::ZERO, check).await {
+                        Err(_) => return self.serve(me, partner).await,
+                        Ok(r) => {
+                            self.log_gone(&mut me, r).await;
+                            me = partner;
+                            continue;
+                        }
+                    }
+                }
                 Woken::Gone(r) => return self.log_gone(&mut me, r).await,
                 Woken::Expired => {
                     let reason = format!(
