@@ -33,6 +33,7 @@ pub fn folded_tensors(m: &TrainModel) -> anyhow::Result<Vec<(String, Vec<usize>,
             .as_tensor()
             .clone())
     };
+    let opt_param = |name: &str| m.param(name).map(|v| v.as_tensor().clone());
     push("wte.weight".into(), &param("wte.weight")?)?;
     push("wpe.weight".into(), &param("wpe.weight")?)?;
     for l in 0..cfg.n_layer {
@@ -47,7 +48,9 @@ pub fn folded_tensors(m: &TrainModel) -> anyhow::Result<Vec<(String, Vec<usize>,
         }
         for lin in ["attn.c_attn", "attn.c_proj"] {
             push(format!("{p}.{lin}.weight"), &m.weight(&format!("{p}.{lin}"))?)?;
-            push(format!("{p}.{lin}.bias"), &param(&format!("{p}.{lin}.bias"))?)?;
+            if let Some(b) = opt_param(&format!("{p}.{lin}.bias")) {
+                push(format!("{p}.{lin}.bias"), &b)?;
+            }
         }
         if arch.temperature {
             let name = format!("{p}.attn.temperature");
@@ -69,12 +72,15 @@ pub fn folded_tensors(m: &TrainModel) -> anyhow::Result<Vec<(String, Vec<usize>,
         };
         if let Some(first) = first {
             push(format!("{p}.{first}.weight"), &m.weight(&format!("{p}.{first}"))?)?;
-            push(format!("{p}.{first}.bias"), &param(&format!("{p}.{first}.bias"))?)?;
+            if let Some(b) = opt_param(&format!("{p}.{first}.bias")) {
+                push(format!("{p}.{first}.bias"), &b)?;
+            }
         }
         let w = (m.weight(&format!("{p}.{last}"))? * inv_alpha)?;
-        let b = (param(&format!("{p}.{last}.bias"))? * inv_alpha)?;
         push(format!("{p}.{last}.weight"), &w)?;
-        push(format!("{p}.{last}.bias"), &b)?;
+        if let Some(b) = opt_param(&format!("{p}.{last}.bias")) {
+            push(format!("{p}.{last}.bias"), &(b * inv_alpha)?)?;
+        }
         if scaled {
             push(format!("{p}.ffn_beta"), &param(&format!("{p}.ffn_beta"))?)?;
         }

@@ -252,7 +252,12 @@ impl TrainModel {
                 self.buffers.insert(format!("{prefix}.weight_v"), v);
             }
         }
-        self.add(&format!("{prefix}.bias"), &[d_out], vec![0.0; d_out], false)
+        // As in the authors' blocks: only the Q/K/V projection has a bias; the attention output
+        // projection and the FFN's linear layers are bias-free.
+        if prefix.ends_with("attn.c_attn") {
+            self.add(&format!("{prefix}.bias"), &[d_out], vec![0.0; d_out], false)?;
+        }
+        Ok(())
     }
 
     /// The parameter named `name`.
@@ -503,12 +508,10 @@ fn causal_mask(n: usize, device: &Device) -> candle_core::Result<Tensor> {
     Tensor::from_vec(data, (n, n), device)
 }
 
-/// GPT-2's `gelu_new`, `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`, as the engine computes it.
+/// GPT-2's `gelu_new`, `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`, as the engine computes it
+/// (candle's `gelu` is this tanh form, one fused op with its own backward).
 fn gelu_tanh(x: &Tensor) -> candle_core::Result<Tensor> {
-    let c = (2.0f64 / std::f64::consts::PI).sqrt();
-    let cube = (x.sqr()? * x)?;
-    let inner = ((x + (cube * 0.044715)?)? * c)?;
-    (x * 0.5)? * (inner.tanh()? + 1.0)?
+    x.gelu()
 }
 
 /// Mean cross-entropy of `logits` `[N, V]` against `targets` `[N]` (u32), in nats.
