@@ -35,7 +35,7 @@ fn main() -> anyhow::Result<()> {
     let x = Tensor::from_vec(toks.clone(), (batch, 128), model.device())?;
     let y = Tensor::from_vec(toks, batch * 128, model.device())?;
     let theta = model.param("reg.theta").unwrap().as_tensor().clone();
-    for step in 0..4 {
+    for step in 0..12 {
         let t0 = Instant::now();
         let out = model.forward(&x)?;
         let t1 = Instant::now();

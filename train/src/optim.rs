@@ -115,14 +115,17 @@ impl AdamW {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
-            let g = (g * clip)?;
+            // Detached: gradients carry the backward graph, and moments built from them
+            // would keep every step's graph (and activations) alive.
+            let g = (g.detach() * clip)?;
             let m = ((&self.m[i] * c.beta1)? + (&g * (1.0 - c.beta1))?)?;
             let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
             let update = ((&m / bc1)? / ((&v / bc2)?.sqrt()? + c.eps)?)?;
             let w: &Var = &p.var;
-            let mut next = (w.as_tensor() - (update * lr)?)?;
+            let cur = w.as_tensor().detach();
+            let mut next = (&cur - (update * lr)?)?;
             if p.decay && c.weight_decay > 0.0 {
-                next = (next - (w.as_tensor() * (lr * c.weight_decay))?)?;
+                next = (next - (&cur * (lr * c.weight_decay))?)?;
             }
             w.set(&next)?;
             self.m[i] = m;

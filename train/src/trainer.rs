@@ -195,6 +195,10 @@ pub struct TrainOptions {
     /// Held-out windows for the final entropy report.
     #[arg(long, default_value_t = 32)]
     pub report_windows: usize,
+    /// Stop after this many steps in this session, as Ctrl-C would (checkpoint, export, exit
+    /// status 130); continue later with --resume. For sharing a machine in slices.
+    #[arg(long, value_name = "N")]
+    pub session_steps: Option<u64>,
     /// No progress bar (plain log lines only).
     #[arg(long)]
     pub quiet: bool,
@@ -585,7 +589,8 @@ pub fn train_on(opts: &TrainOptions, corpus: &Corpus, stop: &AtomicBool) -> anyh
         options: opts.clone(),
     };
     while step < opts.steps {
-        if stop.load(Ordering::SeqCst) {
+        let session_done = opts.session_steps.is_some_and(|n| step - start >= n);
+        if stop.load(Ordering::SeqCst) || session_done {
             interrupted = true;
             break;
         }
