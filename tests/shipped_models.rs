@@ -15,10 +15,13 @@ const SHIPPED: &[(&str, &str)] = &[
     ("ereg_sm_t_scfuffn", "EReg(SM(t)+ScFuFFN)"),
 ];
 
-const PROMPT: &str = "import os\n\n\ndef read_lines(path):\n    with open(path) as f:\n        return f.";
+const PROMPT: &str =
+    "import os\n\n\ndef read_lines(path):\n    with open(path) as f:\n        return f.";
 
 fn dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name)
 }
 
 #[test]
@@ -58,7 +61,10 @@ fn shipped_models_write_code() {
             .count();
         assert!(printable * 10 >= n * 9, "{name}: {text:?} is not text");
         let distinct: std::collections::BTreeSet<u32> = out.iter().copied().collect();
-        assert!(distinct.len() >= 8, "{name}: {text:?} has too few distinct bytes");
+        assert!(
+            distinct.len() >= 8,
+            "{name}: {text:?} has too few distinct bytes"
+        );
         let letters = text.chars().filter(char::is_ascii_alphabetic).count();
         assert!(letters * 8 >= n, "{name}: {text:?} has few letters");
         let words = text
@@ -95,7 +101,11 @@ fn fixed_point_mirror_reproduces_greedy_tokens() {
                 row.sort_by(|a, b| b.total_cmp(a));
                 row[0] - row[1]
             };
-            let agree = plain.iter().zip(&mirror).take_while(|(a, b)| a == b).count();
+            let agree = plain
+                .iter()
+                .zip(&mirror)
+                .take_while(|(a, b)| a == b)
+                .count();
             println!(
                 "{name}: greedy {:?}; mirror agrees on {agree}/{n} tokens",
                 tok.decode_lossy(&plain).unwrap()
@@ -109,7 +119,10 @@ fn fixed_point_mirror_reproduces_greedy_tokens() {
                     plain[agree],
                     margin(agree)
                 );
-                println!("  (token {agree} is a near-tie: f32 margin {:.4})", margin(agree));
+                println!(
+                    "  (token {agree} is a near-tie: f32 margin {:.4})",
+                    margin(agree)
+                );
             }
         }
     }

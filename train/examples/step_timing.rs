@@ -15,7 +15,13 @@ fn main() -> anyhow::Result<()> {
     let arch = args.get(1).map_or("EReg(SM(t)+ScFuFFN)", String::as_str);
     let batch: usize = args.get(2).map_or(Ok(16), |s| s.parse())?;
     let mut cfg = ModelConfig::gpt2_small(arch.parse()?, 128);
-    (cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.vocab_size) = (4, 4, 128, 512, 256);
+    (
+        cfg.n_layer,
+        cfg.n_head,
+        cfg.d_model,
+        cfg.d_ff,
+        cfg.vocab_size,
+    ) = (4, 4, 128, 512, 256);
     let model = TrainModel::new(&cfg, FfnNorm::None, InitSpec::default(), 1)?;
     let mut opt = AdamW::new(
         AdamWConfig {

@@ -47,7 +47,10 @@ pub fn folded_tensors(m: &TrainModel) -> anyhow::Result<Vec<(String, Vec<usize>,
             }
         }
         for lin in ["attn.c_attn", "attn.c_proj"] {
-            push(format!("{p}.{lin}.weight"), &m.weight(&format!("{p}.{lin}"))?)?;
+            push(
+                format!("{p}.{lin}.weight"),
+                &m.weight(&format!("{p}.{lin}"))?,
+            )?;
             if let Some(b) = opt_param(&format!("{p}.{lin}.bias")) {
                 push(format!("{p}.{lin}.bias"), &b)?;
             }
@@ -61,7 +64,11 @@ pub fn folded_tensors(m: &TrainModel) -> anyhow::Result<Vec<(String, Vec<usize>,
         }
         let scaled = matches!(arch.ffn, FfnKind::Scaled | FfnKind::ScaledFused);
         let inv_alpha = if scaled {
-            1.0 / f64::from(param(&format!("{p}.ffn_alpha"))?.flatten_all()?.to_vec1::<f32>()?[0])
+            1.0 / f64::from(
+                param(&format!("{p}.ffn_alpha"))?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?[0],
+            )
         } else {
             1.0
         };
@@ -71,7 +78,10 @@ pub fn folded_tensors(m: &TrainModel) -> anyhow::Result<Vec<(String, Vec<usize>,
             (Some("mlp.c_fc"), "mlp.c_proj")
         };
         if let Some(first) = first {
-            push(format!("{p}.{first}.weight"), &m.weight(&format!("{p}.{first}"))?)?;
+            push(
+                format!("{p}.{first}.weight"),
+                &m.weight(&format!("{p}.{first}"))?,
+            )?;
             if let Some(b) = opt_param(&format!("{p}.{first}.bias")) {
                 push(format!("{p}.{first}.bias"), &b)?;
             }
@@ -98,6 +108,7 @@ pub fn export(m: &TrainModel, dir: &Path) -> anyhow::Result<()> {
     let tensors = folded_tensors(m)?;
     write_safetensors(&dir.join(WEIGHTS_FILE), &tensors)?;
     let path = dir.join(CONFIG_FILE);
-    std::fs::write(&path, m.cfg.to_json()).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(&path, m.cfg.to_json())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

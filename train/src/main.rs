@@ -16,7 +16,9 @@ fn main() -> ExitCode {
             eprintln!("\nsecond interrupt: exiting without saving");
             std::process::exit(130);
         }
-        eprintln!("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to quit at once)");
+        eprintln!(
+            "\ninterrupt: saving a checkpoint after this step (Ctrl-C again to quit at once)"
+        );
     });
     if let Err(e) = handler {
         eprintln!("warning: cannot install the Ctrl-C handler ({e}); an interrupt will not save");

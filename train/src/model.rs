@@ -148,7 +148,12 @@ impl TrainModel {
         let arch = cfg.architecture;
         let std = init.std;
         m.add("wte.weight", &[v, d], normal(&mut rng, v * d, std), true)?;
-        m.add("wpe.weight", &[ctx, d], normal(&mut rng, ctx * d, std / 2.0), true)?;
+        m.add(
+            "wpe.weight",
+            &[ctx, d],
+            normal(&mut rng, ctx * d, std / 2.0),
+            true,
+        )?;
         for l in 0..cfg.n_layer {
             let p = format!("h.{l}");
             if arch.block_layer_norm {
@@ -182,15 +187,30 @@ impl TrainModel {
                 m.add_linear(&mut rng, &format!("{p}.mlp.c_proj"), cfg.d_ff, d, std)?;
             }
             if matches!(arch.ffn, FfnKind::Scaled | FfnKind::ScaledFused) {
-                m.add(&format!("{p}.ffn_alpha"), &[1], vec![init.alpha as f32], false)?;
-                m.add(&format!("{p}.ffn_beta"), &[1], vec![init.beta as f32], false)?;
+                m.add(
+                    &format!("{p}.ffn_alpha"),
+                    &[1],
+                    vec![init.alpha as f32],
+                    false,
+                )?;
+                m.add(
+                    &format!("{p}.ffn_beta"),
+                    &[1],
+                    vec![init.beta as f32],
+                    false,
+                )?;
             }
         }
         if cfg.final_layer_norm {
             m.add_norm("ln_f", d)?;
         }
         let nh = cfg.n_layer * h;
-        m.add("reg.theta", &[cfg.n_layer, h], vec![init.theta as f32; nh], false)?;
+        m.add(
+            "reg.theta",
+            &[cfg.n_layer, h],
+            vec![init.theta as f32; nh],
+            false,
+        )?;
         Ok(m)
     }
 
@@ -353,7 +373,9 @@ impl TrainModel {
         let (d, heads, dk) = (cfg.d_model, cfg.n_head, cfg.head_dim());
         let arch = cfg.architecture;
         let wte = self.p("wte.weight")?;
-        let emb = wte.index_select(&tokens.flatten_all()?, 0)?.reshape((b, t, d))?;
+        let emb = wte
+            .index_select(&tokens.flatten_all()?, 0)?
+            .reshape((b, t, d))?;
         let pos = self.p("wpe.weight")?.narrow(0, 0, t)?;
         let mut x = emb.broadcast_add(&pos)?.reshape((b * t, d))?;
         let mask = self.mask.narrow(0, 0, t)?.narrow(1, 0, t)?;
@@ -468,7 +490,10 @@ impl TrainModel {
     }
 
     /// Restores parameters and buffers from named tensors (shapes must match).
-    pub fn load_state(&mut self, state: &std::collections::HashMap<String, Tensor>) -> anyhow::Result<()> {
+    pub fn load_state(
+        &mut self,
+        state: &std::collections::HashMap<String, Tensor>,
+    ) -> anyhow::Result<()> {
         for p in &self.params {
             let t = state
                 .get(&p.name)
@@ -486,7 +511,10 @@ impl TrainModel {
             let t = state
                 .get(&format!("buffer.{n}"))
                 .ok_or_else(|| anyhow::anyhow!("checkpoint lacks buffer {n}"))?;
-            anyhow::ensure!(t.dims() == b.dims(), "checkpoint buffer {n} has the wrong shape");
+            anyhow::ensure!(
+                t.dims() == b.dims(),
+                "checkpoint buffer {n} has the wrong shape"
+            );
             *b = t.clone();
         }
         Ok(())

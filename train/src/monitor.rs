@@ -12,7 +12,9 @@ use privlm::entropy::heatmap::Canvas;
 
 /// Appends one line to a CSV file, writing `header` first if the file is new or empty.
 pub fn append_csv(path: &Path, header: &str, line: &str) -> anyhow::Result<()> {
-    let fresh = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+    let fresh = std::fs::metadata(path)
+        .map(|m| m.len() == 0)
+        .unwrap_or(true);
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -62,7 +64,11 @@ pub fn read_csv(path: &Path) -> anyhow::Result<(Vec<String>, Vec<Vec<f64>>)> {
         .collect();
     let rows = lines
         .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+        .map(|l| {
+            l.split(',')
+                .map(|v| v.parse().unwrap_or(f64::NAN))
+                .collect()
+        })
         .collect();
     Ok((header, rows))
 }
@@ -163,7 +169,12 @@ pub fn line_chart(
         let y = py(t).round() as usize;
         cv.rect(left, y, pw, 1, grid);
         let s = fmt_tick(t);
-        cv.text(left - 8 - Canvas::text_width(&s), y.saturating_sub(7), &s, ink);
+        cv.text(
+            left - 8 - Canvas::text_width(&s),
+            y.saturating_sub(7),
+            &s,
+            ink,
+        );
     }
     for t in nice_ticks(x0, x1, 6) {
         let x = px(t).round() as usize;

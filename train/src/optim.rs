@@ -72,7 +72,10 @@ impl AdamW {
     /// Zero moments for `params`.
     pub fn new(cfg: AdamWConfig, params: &[Param]) -> candle_core::Result<Self> {
         let zeros = || -> candle_core::Result<Vec<Tensor>> {
-            params.iter().map(|p| p.var.as_tensor().zeros_like()).collect()
+            params
+                .iter()
+                .map(|p| p.var.as_tensor().zeros_like())
+                .collect()
         };
         Ok(AdamW {
             cfg,

@@ -375,7 +375,11 @@ fn attention_stats(attn: &[Tensor]) -> anyhow::Result<(Vec<Vec<f64>>, Vec<u64>)>
     let mut nans = Vec::with_capacity(attn.len());
     for a in attn {
         let a = a.detach();
-        let nan = a.ne(&a)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+        let nan = a
+            .ne(&a)?
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()?;
         nans.push(nan as u64);
         let e = query_entropy(&a)?.mean_keepdim(2)?.mean_keepdim(0)?;
         ents.push(
@@ -440,8 +444,7 @@ fn load_checkpoint(
         "--resume: the checkpoint used --ffn-norm {:?}",
         state.options.ffn_norm
     );
-    let tensors =
-        candle_core::safetensors::load(ck.join("state.safetensors"), model.device())?;
+    let tensors = candle_core::safetensors::load(ck.join("state.safetensors"), model.device())?;
     model.load_state(&tensors)?;
     for (i, p) in model.params.iter().enumerate() {
         for (kind, slot) in [("m", &mut opt.m[i]), ("v", &mut opt.v[i])] {
@@ -491,7 +494,11 @@ pub fn train(opts: &TrainOptions, stop: &AtomicBool) -> anyhow::Result<Summary> 
 }
 
 /// Trains on an already loaded corpus (tests build their own).
-pub fn train_on(opts: &TrainOptions, corpus: &Corpus, stop: &AtomicBool) -> anyhow::Result<Summary> {
+pub fn train_on(
+    opts: &TrainOptions,
+    corpus: &Corpus,
+    stop: &AtomicBool,
+) -> anyhow::Result<Summary> {
     opts.check()?;
     corpus.check_context(opts.ctx)?;
     let cfg = opts.model_config(corpus.vocab_size)?;
@@ -513,9 +520,15 @@ pub fn train_on(opts: &TrainOptions, corpus: &Corpus, stop: &AtomicBool) -> anyh
         for p in [&metrics, &heads_csv, &eval_csv] {
             truncate_csv_after(p, start)?;
         }
-        println!("resumed from {} at step {start}", out.join(CKPT_DIR).display());
+        println!(
+            "resumed from {} at step {start}",
+            out.join(CKPT_DIR).display()
+        );
         if start >= opts.steps {
-            println!("the checkpoint is at step {start} >= --steps {}: nothing to train", opts.steps);
+            println!(
+                "the checkpoint is at step {start} >= --steps {}: nothing to train",
+                opts.steps
+            );
         }
     } else {
         if out.join(CKPT_DIR).exists() {
@@ -658,7 +671,10 @@ pub fn train_on(opts: &TrainOptions, corpus: &Corpus, stop: &AtomicBool) -> anyh
                     ce_v.exp(),
                     info.grad_norm,
                     layer_means.join(","),
-                    nans.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+                    nans.iter()
+                        .map(u64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
                 ),
             )?;
             for (l, e) in ents.iter().enumerate() {
@@ -703,7 +719,12 @@ pub fn train_on(opts: &TrainOptions, corpus: &Corpus, stop: &AtomicBool) -> anyh
             );
         }
         if step % opts.save_every == 0 && step < opts.steps {
-            save_checkpoint(out, &model, &opt, &state_of(step, &opt, elapsed0 + train_time))?;
+            save_checkpoint(
+                out,
+                &model,
+                &opt,
+                &state_of(step, &opt, elapsed0 + train_time),
+            )?;
         }
         pb.set_position(step);
     }
@@ -717,14 +738,20 @@ pub fn train_on(opts: &TrainOptions, corpus: &Corpus, stop: &AtomicBool) -> anyh
         );
     }
     let _ = t_train;
-    finish(opts, corpus, &model, &evals, FinishInfo {
-        step,
-        interrupted,
-        total_train,
-        nan_steps,
-        recent_loss,
-        n_params,
-    })
+    finish(
+        opts,
+        corpus,
+        &model,
+        &evals,
+        FinishInfo {
+            step,
+            interrupted,
+            total_train,
+            nan_steps,
+            recent_loss,
+            n_params,
+        },
+    )
 }
 
 struct FinishInfo {
@@ -762,7 +789,10 @@ fn finish(
         .zip(&theirs)
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
-    println!("exported {}: engine logits within {diff:.2e} of the trainer's", model_dir.display());
+    println!(
+        "exported {}: engine logits within {diff:.2e} of the trainer's",
+        model_dir.display()
+    );
 
     let heldout_loss = evaluate(model, evals)?;
 
@@ -873,7 +903,10 @@ fn finish(
         export_max_logit_diff: f64::from(diff),
         corpus_files: (corpus.train_files, corpus.heldout_files, corpus.bytes),
     };
-    std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
     println!(
         "done: {} steps, {} tokens in {:.0} s of training ({:.0} tokens/s); held-out loss {:.4}, perplexity {:.3}; outputs in {}",
         summary.steps,

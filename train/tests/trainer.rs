@@ -34,7 +34,13 @@ fn tiny_corpus() -> Corpus {
 
 fn tiny_config(arch: &str) -> ModelConfig {
     let mut cfg = ModelConfig::gpt2_small(arch.parse().unwrap(), 16);
-    (cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.vocab_size) = (2, 2, 16, 32, 256);
+    (
+        cfg.n_layer,
+        cfg.n_head,
+        cfg.d_model,
+        cfg.d_ff,
+        cfg.vocab_size,
+    ) = (2, 2, 16, 32, 256);
     cfg
 }
 
@@ -104,9 +110,21 @@ fn variants() -> Vec<(String, FfnNorm, TemperatureForm)> {
         FfnNorm::None,
         TemperatureForm::PerHead,
     ));
-    v.push(("SM+ScFFN".into(), FfnNorm::Weight, TemperatureForm::PerHeadQuery));
-    v.push(("SM+ScFuFFN".into(), FfnNorm::Spectral, TemperatureForm::PerHeadQuery));
-    v.push(("SM+LN+G".into(), FfnNorm::Spectral, TemperatureForm::PerHeadQuery));
+    v.push((
+        "SM+ScFFN".into(),
+        FfnNorm::Weight,
+        TemperatureForm::PerHeadQuery,
+    ));
+    v.push((
+        "SM+ScFuFFN".into(),
+        FfnNorm::Spectral,
+        TemperatureForm::PerHeadQuery,
+    ));
+    v.push((
+        "SM+LN+G".into(),
+        FfnNorm::Spectral,
+        TemperatureForm::PerHeadQuery,
+    ));
     v
 }
 
@@ -144,7 +162,10 @@ fn every_architecture_learns_and_exports_to_the_engine() {
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         println!("  engine logits within {diff:.2e}");
-        assert!(diff <= 1e-4, "{arch} ({norm:?}): engine logits differ by {diff}");
+        assert!(
+            diff <= 1e-4,
+            "{arch} ({norm:?}): engine logits differ by {diff}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
@@ -200,7 +221,10 @@ fn regularizer_gradient_reaches_theta_and_temperatures() {
                     .unwrap_or_else(|| panic!("no gradient reaches {name}"));
                 let v = g.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let n = v.iter().filter(|x| x.abs() > 0.0).count();
-                assert!(n > 0, "{name}: gradient is all zero ({reduction:?}, {tform:?})");
+                assert!(
+                    n > 0,
+                    "{name}: gradient is all zero ({reduction:?}, {tform:?})"
+                );
                 n
             };
             nonzero("reg.theta");
@@ -247,8 +271,8 @@ fn regularizer_equals_the_engine_function() {
             };
             let theta = m.param("reg.theta").unwrap().as_tensor();
             let ours = entropy_regularizer(&cfg, &out.attn, theta).unwrap();
-            let engine = privlm::entropy::entropy_regularizer(&cfg, &attn, shape, &theta64, false)
-                .unwrap();
+            let engine =
+                privlm::entropy::entropy_regularizer(&cfg, &attn, shape, &theta64, false).unwrap();
             let v = f64::from(ours.loss.to_scalar::<f32>().unwrap());
             let tol = 1e-5 * engine.loss.abs().max(lambda);
             println!(
@@ -260,7 +284,12 @@ fn regularizer_equals_the_engine_function() {
                 "{reduction:?} λ={lambda} γ={gamma}: trainer {v} vs engine {}",
                 engine.loss
             );
-            let ents = ours.head_entropy.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let ents = ours
+                .head_entropy
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             for (a, b) in ents.iter().zip(&engine.head_entropy) {
                 assert!((f64::from(*a) - b).abs() < 1e-5, "head entropy {a} vs {b}");
             }
@@ -286,10 +315,37 @@ fn cli(args: &[&str]) -> privlm_train::TrainOptions {
 fn resume_continues_exactly_where_it_stopped() {
     let corpus = tiny_corpus();
     let base = [
-        "--corpus", "unused", "--arch", "EReg(SM(t)+ScFuFFN)", "--layers", "2", "--heads", "2",
-        "--d-model", "16", "--ctx", "16", "--batch", "4", "--steps", "12", "--lr", "5e-3",
-        "--log-every", "2", "--eval-every", "4", "--eval-windows", "4", "--save-every", "4",
-        "--report-windows", "2", "--quiet", "--lambda", "1e-3",
+        "--corpus",
+        "unused",
+        "--arch",
+        "EReg(SM(t)+ScFuFFN)",
+        "--layers",
+        "2",
+        "--heads",
+        "2",
+        "--d-model",
+        "16",
+        "--ctx",
+        "16",
+        "--batch",
+        "4",
+        "--steps",
+        "12",
+        "--lr",
+        "5e-3",
+        "--log-every",
+        "2",
+        "--eval-every",
+        "4",
+        "--eval-windows",
+        "4",
+        "--save-every",
+        "4",
+        "--report-windows",
+        "2",
+        "--quiet",
+        "--lambda",
+        "1e-3",
     ];
     let full_dir = tmp("resume-full");
     let mut args = base.to_vec();
@@ -334,9 +390,21 @@ fn resume_continues_exactly_where_it_stopped() {
 
     let a = std::fs::read(full_dir.join("model/model.safetensors")).unwrap();
     let b = std::fs::read(part_dir.join("model/model.safetensors")).unwrap();
-    assert!(a == b, "resumed run's weights differ from the uninterrupted run's");
-    let rows = |d: &PathBuf| std::fs::read_to_string(d.join("metrics.csv")).unwrap().lines().count();
-    assert_eq!(rows(&full_dir), rows(&part_dir), "metrics.csv rows after resume");
+    assert!(
+        a == b,
+        "resumed run's weights differ from the uninterrupted run's"
+    );
+    let rows = |d: &PathBuf| {
+        std::fs::read_to_string(d.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!(
+        rows(&full_dir),
+        rows(&part_dir),
+        "metrics.csv rows after resume"
+    );
     std::fs::remove_dir_all(&full_dir).unwrap();
     std::fs::remove_dir_all(&part_dir).unwrap();
 }
@@ -351,10 +419,39 @@ fn corpus_directory_end_to_end_and_ctrl_c() {
     }
     let out = tmp("ctrlc-out");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_privlm-train"))
-        .args(["--corpus", dir.to_str().unwrap(), "--arch", "SM+ScFuFFN", "--layers", "1"])
-        .args(["--heads", "2", "--d-model", "16", "--ctx", "16", "--batch", "2"])
-        .args(["--steps", "1000000", "--log-every", "1", "--eval-every", "1000"])
-        .args(["--heldout-fraction", "0.3", "--report-windows", "2", "--quiet"])
+        .args([
+            "--corpus",
+            dir.to_str().unwrap(),
+            "--arch",
+            "SM+ScFuFFN",
+            "--layers",
+            "1",
+        ])
+        .args([
+            "--heads",
+            "2",
+            "--d-model",
+            "16",
+            "--ctx",
+            "16",
+            "--batch",
+            "2",
+        ])
+        .args([
+            "--steps",
+            "1000000",
+            "--log-every",
+            "1",
+            "--eval-every",
+            "1000",
+        ])
+        .args([
+            "--heldout-fraction",
+            "0.3",
+            "--report-windows",
+            "2",
+            "--quiet",
+        ])
         .args(["--out", out.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -394,11 +491,29 @@ fn bad_options_are_refused_with_the_reason() {
         ("SM+ScFuFFN", "16", "16", "0", "--steps"),
     ] {
         let a = [
-            "--corpus", "x", "--out", o, "--layers", "1", "--heads", "2", "--quiet", "--arch",
-            arch, "--d-model", d_model, "--ctx", ctx, "--steps", steps,
+            "--corpus",
+            "x",
+            "--out",
+            o,
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--quiet",
+            "--arch",
+            arch,
+            "--d-model",
+            d_model,
+            "--ctx",
+            ctx,
+            "--steps",
+            steps,
         ];
         let e = train_on(&cli(&a), &corpus, &never).unwrap_err();
-        assert!(format!("{e:#}").contains(want), "{e:#} should mention {want}");
+        assert!(
+            format!("{e:#}").contains(want),
+            "{e:#} should mention {want}"
+        );
     }
     let _ = std::fs::remove_dir_all(&out);
 }
