@@ -13,6 +13,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("sm_ln_g", "SM+LN+G"),
     ("sm_scfuffn", "SM+ScFuFFN"),
     ("ereg_sm_t_scfuffn", "EReg(SM(t)+ScFuFFN)"),
+    ("sm", "SM"),
 ];
 
 const PROMPT: &str =
