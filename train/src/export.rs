@@ -17,8 +17,11 @@ fn host(t: &Tensor) -> anyhow::Result<(Vec<usize>, Vec<f32>)> {
     Ok((t.dims().to_vec(), t.flatten_all()?.to_vec1::<f32>()?))
 }
 
+/// A named f32 tensor: name, shape, row-major values.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// The folded tensors of `m` under privlm's names.
-pub fn folded_tensors(m: &TrainModel) -> anyhow::Result<Vec<(String, Vec<usize>, Vec<f32>)>> {
+pub fn folded_tensors(m: &TrainModel) -> anyhow::Result<Vec<NamedTensor>> {
     let cfg: &ModelConfig = &m.cfg;
     let arch = cfg.architecture;
     let mut out = Vec::new();

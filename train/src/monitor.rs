@@ -114,9 +114,7 @@ fn nice_ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 }
 
 fn fmt_tick(v: f64) -> String {
-    if v.abs() >= 1000.0 {
-        format!("{:.0}", v)
-    } else if v.fract().abs() < 1e-9 {
+    if v.abs() >= 1000.0 || v.fract().abs() < 1e-9 {
         format!("{:.0}", v)
     } else if (v * 10.0).fract().abs() < 1e-6 {
         format!("{:.1}", v)

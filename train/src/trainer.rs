@@ -586,7 +586,6 @@ pub fn train_on(
     );
     pb.set_position(start);
 
-    let t_train = Instant::now();
     let mut train_time = 0f64; // this session, excluding evaluation and logging
     let mut nan_steps = 0u64;
     let mut recent_loss: Vec<f64> = Vec::new();
@@ -737,7 +736,6 @@ pub fn train_on(
             out.join(CKPT_DIR).display()
         );
     }
-    let _ = t_train;
     finish(
         opts,
         corpus,
