@@ -155,7 +155,9 @@ fn find_trainer() -> Result<PathBuf, String> {
         .ok_or_else(|| format!("{name} was not found"))
 }
 
-/// `privlm train ARGS`: runs `privlm-train ARGS` and returns its exit status.
+/// `privlm train ARGS`: runs `privlm-train ARGS`. On Unix the trainer replaces this process
+/// (exec), so that Ctrl-C reaches the trainer alone (it saves a checkpoint before exiting) and
+/// its exit status is the command's; elsewhere it runs as a child whose status is returned.
 fn run_train(args: &[String]) -> ExitCode {
     let bin = match find_trainer() {
         Ok(b) => b,
@@ -164,12 +166,24 @@ fn run_train(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match std::process::Command::new(&bin).args(args).status() {
-        Ok(status) => match status.code() {
-            Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
-            // Ended by a signal (e.g. a second Ctrl-C): report it as 128 + 2, as a shell does.
-            None => ExitCode::from(130),
-        },
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(args);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // `exec` returns only if it failed.
+        let e = cmd.exec();
+        eprintln!("error: running {}: {e}", bin.display());
+        ExitCode::FAILURE
+    }
+    #[cfg(not(unix))]
+    match cmd.status() {
+        Ok(status) => ExitCode::from(
+            status
+                .code()
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(1),
+        ),
         Err(e) => {
             eprintln!("error: running {}: {e}", bin.display());
             ExitCode::FAILURE

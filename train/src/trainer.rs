@@ -411,9 +411,18 @@ fn save_checkpoint(
     }
     candle_core::safetensors::save(&tensors, tmp.join("state.safetensors"))?;
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
+    // Swap in the new checkpoint so that a complete one exists at every moment: the previous
+    // one is kept as `checkpoint.old` until the new one is in place.
     let dst = dir.join(CKPT_DIR);
-    let _ = std::fs::remove_dir_all(&dst);
-    std::fs::rename(&tmp, &dst).with_context(|| format!("moving checkpoint to {}", dst.display()))
+    let old = dir.join(format!("{CKPT_DIR}.old"));
+    let _ = std::fs::remove_dir_all(&old);
+    if dst.exists() {
+        std::fs::rename(&dst, &old).with_context(|| format!("moving {}", dst.display()))?;
+    }
+    std::fs::rename(&tmp, &dst)
+        .with_context(|| format!("moving checkpoint to {}", dst.display()))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
 }
 
 fn load_checkpoint(
@@ -421,7 +430,11 @@ fn load_checkpoint(
     model: &mut TrainModel,
     opt: &mut AdamW,
 ) -> anyhow::Result<SavedState> {
-    let ck = dir.join(CKPT_DIR);
+    let mut ck = dir.join(CKPT_DIR);
+    if !ck.exists() {
+        // Interrupted between the two renames of `save_checkpoint`: the previous one is whole.
+        ck = dir.join(format!("{CKPT_DIR}.old"));
+    }
     let text = std::fs::read_to_string(ck.join("state.json"))
         .with_context(|| format!("--resume: reading {}", ck.join("state.json").display()))?;
     let state: SavedState = serde_json::from_str(&text).context("--resume: state.json")?;
@@ -531,7 +544,7 @@ pub fn train_on(
             );
         }
     } else {
-        if out.join(CKPT_DIR).exists() {
+        if out.join(CKPT_DIR).exists() || out.join(format!("{CKPT_DIR}.old")).exists() {
             bail!(
                 "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
                 out.display()
