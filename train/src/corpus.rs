@@ -295,6 +295,19 @@ mod tests {
         assert!(!all.contains("skipped") && !all.contains("not python"));
         let again = Corpus::load(&spec).unwrap();
         assert_eq!(again.heldout, c.heldout);
+        // GPT-2 BPE: same split, files separated by <|endoftext|>.
+        let bpe = Corpus::load(&CorpusSpec {
+            tokenizer: TokenizerKind::Gpt2,
+            ..spec.clone()
+        })
+        .unwrap();
+        assert_eq!(bpe.vocab_size, 50257);
+        assert_eq!(bpe.heldout_files, c.heldout_files);
+        let eot = privlm::model::tokenizer::GPT2_EOT_TOKEN;
+        assert_eq!(
+            bpe.train.iter().filter(|&&t| t == eot).count(),
+            bpe.train_files - 1
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
