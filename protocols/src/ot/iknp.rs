@@ -25,7 +25,9 @@
 //! The 128 × m column matrices are turned into rows with [`super::transpose`]. Random OT
 //! outputs are hashed with the tweakable circular correlation-robust hash
 //! `TCCR(i, x)` of Guo, Katz, Wang, Yu (S&P 2020) on fixed-key AES ([`crate::hash`]), the tweak
-//! being the OT's index in the session.
+//! `i` being reserved from this correlation's [`TweakCounter`] (domain
+//! [`TweakDomain::RandomOt`]), the same counter that garbling and the additive correlated OTs
+//! over this `Δ` draw from, so no tweak is ever used twice under one `Δ`.
 //!
 //! **Chosen choice bits.** For [`CotReceiver::recv_cot`] the receiver puts its choice bits into
 //! `r` directly, so a fresh chunk costs exactly 128 bits per OT. Chunks are rounded up to a
@@ -54,13 +56,13 @@ use rand_core::{CryptoRng, Rng};
 
 use crate::block::Block;
 use crate::channel::Channel;
-use crate::hash::FIXED_KEY_AES;
+use crate::hash::{FIXED_KEY_AES, TweakDomain};
 use crate::prg::Prg;
 
 use super::base::{BASE_OT_COUNT, base_ot_recv, base_ot_send};
 use super::transpose::cols_to_rows_strided;
 use super::wire::{self, HEADER_LEN, Kind};
-use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender};
+use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender, TweakCounter};
 
 /// Default number of OTs extended per message (64 KiB of `u` columns, so the buffers of one
 /// chunk stay in the L2 cache).
@@ -292,8 +294,8 @@ pub struct IknpSender {
     core: Option<IknpSenderCore>,
     /// Leftover random COTs (`q_i` for receiver bits `r_i`), fewer than 128.
     pool: VecDeque<Block>,
-    /// Index of the next OT used for random OT (the hash tweak).
-    rot_index: u64,
+    /// The hash-tweak counter of `Δ` (see [`TweakCounter`]).
+    tweaks: TweakCounter,
     poisoned: bool,
     /// Receive buffer for the `u` matrix, reused across chunks.
     ubuf: Vec<u64>,
@@ -316,7 +318,8 @@ pub struct IknpReceiver {
     core: Option<IknpReceiverCore>,
     /// Leftover random COTs `(r_i, t_i)`, fewer than 128.
     pool: VecDeque<(bool, Block)>,
-    rot_index: u64,
+    /// The mirror of the sender's tweak counter.
+    tweaks: TweakCounter,
     poisoned: bool,
 }
 
@@ -345,7 +348,7 @@ impl IknpSender {
             rng: Prg::from_seed(seed),
             core: None,
             pool: VecDeque::new(),
-            rot_index: 0,
+            tweaks: TweakCounter::new(),
             poisoned: false,
             ubuf: Vec::new(),
         }
@@ -465,7 +468,7 @@ impl IknpReceiver {
             rng: Prg::from_seed(seed),
             core: None,
             pool: VecDeque::new(),
-            rot_index: 0,
+            tweaks: TweakCounter::new(),
             poisoned: false,
         }
     }
@@ -585,6 +588,10 @@ impl CotSender for IknpSender {
         self.delta
     }
 
+    fn tweaks(&mut self) -> &mut TweakCounter {
+        &mut self.tweaks
+    }
+
     async fn send_cot<C: Channel>(
         &mut self,
         ch: &mut C,
@@ -595,6 +602,10 @@ impl CotSender for IknpSender {
 }
 
 impl CotReceiver for IknpReceiver {
+    fn tweaks(&mut self) -> &mut TweakCounter {
+        &mut self.tweaks
+    }
+
     async fn recv_cot<C: Channel>(
         &mut self,
         ch: &mut C,
@@ -610,7 +621,7 @@ impl CotReceiver for IknpReceiver {
 /// Blocks hashed per batch in the random-OT hashing (stays in L1).
 const HASH_BATCH: usize = 256;
 
-/// `x_i := TCCR(start + i, x_i)` for every `i`.
+/// `x_i := TCCR(t(start + i), x_i)` for every `i`, `t` the random-OT tweak domain.
 fn hash_in_place(xs: &mut [Block], start: u64) {
     let mut tw = [Block::ZERO; HASH_BATCH];
     let mut tmp = [Block::ZERO; HASH_BATCH];
@@ -618,14 +629,14 @@ fn hash_in_place(xs: &mut [Block], start: u64) {
         let n = chunk.len();
         let base = start + (ci * HASH_BATCH) as u64;
         for (j, t) in tw[..n].iter_mut().enumerate() {
-            *t = Block((base + j as u64) as u128);
+            *t = TweakDomain::RandomOt.tweak(base + j as u64);
         }
         tmp[..n].copy_from_slice(chunk);
         FIXED_KEY_AES.tccr_many(&tw[..n], &tmp[..n], chunk);
     }
 }
 
-/// Emits `(TCCR(start + i, x_i), TCCR(start + i, x_i ⊕ Δ))` for every `i`.
+/// Emits `(TCCR(t(start + i), x_i), TCCR(t(start + i), x_i ⊕ Δ))` for every `i`.
 fn hash_rows(xs: &[Block], start: u64, delta: Block, mut emit: impl FnMut(Block, Block)) {
     let mut tw = [Block::ZERO; HASH_BATCH];
     let mut x1 = [Block::ZERO; HASH_BATCH];
@@ -635,7 +646,7 @@ fn hash_rows(xs: &[Block], start: u64, delta: Block, mut emit: impl FnMut(Block,
         let n = chunk.len();
         let base = start + (ci * HASH_BATCH) as u64;
         for (j, t) in tw[..n].iter_mut().enumerate() {
-            *t = Block((base + j as u64) as u128);
+            *t = TweakDomain::RandomOt.tweak(base + j as u64);
         }
         FIXED_KEY_AES.tccr_many(&tw[..n], chunk, &mut h0[..n]);
         for (y, &x) in x1[..n].iter_mut().zip(chunk) {
@@ -655,9 +666,9 @@ impl RotSender for IknpSender {
         count: usize,
     ) -> Result<Vec<[Block; 2]>, OtError> {
         let q = self.produce(ch, Kind::Rot, count).await?;
+        let first = self.tweaks.reserve(count as u64);
         let mut out = Vec::with_capacity(count);
-        hash_rows(&q, self.rot_index, self.delta, |a, b| out.push([a, b]));
-        self.rot_index += count as u64;
+        hash_rows(&q, first, self.delta, |a, b| out.push([a, b]));
         Ok(out)
     }
 }
@@ -669,8 +680,8 @@ impl RotReceiver for IknpReceiver {
         count: usize,
     ) -> Result<(Vec<bool>, Vec<Block>), OtError> {
         let (bits, mut t) = self.produce(ch, Kind::Rot, count, None).await?;
-        hash_in_place(&mut t, self.rot_index);
-        self.rot_index += count as u64;
+        let first = self.tweaks.reserve(count as u64);
+        hash_in_place(&mut t, first);
         Ok((bits, t))
     }
 }
