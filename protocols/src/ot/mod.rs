@@ -1,9 +1,10 @@
 //! Oblivious transfer.
 //!
 //! The interfaces here are what the rest of the crate consumes (garbled-circuit inputs, B2A,
-//! the millionaires' protocol, Gilboa triples). Implementations: [`ideal`] (in-process, test-only,
-//! insecure by construction) and the real protocols (base OT + IKNP extension), added by the
-//! Oblivious transfer issue.
+//! the millionaires' protocol, Gilboa triples). Implementations: the real protocols (base OT +
+//! IKNP extension), the dealer-supplied consumers ([`dealer`]), and `ideal` (in-process,
+//! insecure by construction; compiled only for tests and with the `insecure-ideal` feature,
+//! which the binaries never enable).
 //!
 //! Correlations:
 //! - **Correlated OT (COT)** with a global `delta`: per OT the sender gets `q_i`, the receiver with
@@ -32,6 +33,7 @@ pub mod base;
 pub mod chosen;
 pub mod dealer;
 pub mod gilboa;
+#[cfg(any(test, feature = "insecure-ideal"))]
 pub mod ideal;
 pub mod iknp;
 pub mod millionaire;
@@ -39,6 +41,8 @@ pub mod one_of_n;
 #[cfg(test)]
 mod test_util;
 pub mod transpose;
+#[cfg(test)]
+mod view_tests;
 mod wire;
 
 /// Errors of OT protocols.
