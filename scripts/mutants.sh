@@ -8,6 +8,8 @@
 #         MUTANTS_SCRATCH=target/mutants-scratch   where the mutated copy of the tree lives
 #         MUTANTS_REV=<commit>                     test that commit instead of the working tree
 #                                                  (for before/after comparisons)
+#         MUTANTS_SHARD=0/4                        test one shard of each file's mutants
+#                                                  (round-robin: every 4th), for a shorter run
 # Needs:  cargo install cargo-mutants   (tested with 27.1.0)
 #
 # The machine budget decides the shape of the run:
@@ -77,9 +79,13 @@ for spec in "${SPECS[@]}"; do
   fi
   name=$(echo "$file" | tr '/' '_' | sed 's/\.rs$//')
   echo "=== protocols/src/$file (tests: $filters)"
+  shard=()
+  if [ -n "${MUTANTS_SHARD:-}" ]; then
+    shard=(--shard "$MUTANTS_SHARD" --sharding round-robin)
+  fi
   # cargo-mutants exits non-zero when mutants survive; keep going.
   # shellcheck disable=SC2086
-  (cd "$SCRATCH" && cargo mutants -p privlm-protocols --in-place --no-shuffle \
+  (cd "$SCRATCH" && cargo mutants -p privlm-protocols --in-place --no-shuffle "${shard[@]}" \
       --file "protocols/src/$file" --exclude-re "$EXCLUDE_RE" \
       --timeout "$TIMEOUT" --output "$OUT/$name" \
       -- --lib -- $filters) || true
