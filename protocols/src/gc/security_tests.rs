@@ -1,7 +1,8 @@
 //! Security tests of garbling: what the evaluator can learn, not only what it outputs.
 //!
 //! - The attack of issue 9: many sessions garbled over one COT sender (one `Δ`); the evaluator
-//!   XORs table rows of different sessions. It must never find `Δ`.
+//!   XORs what it holds (table rows and active labels) across sessions. It must never find
+//!   `Δ`.
 //! - The tweak discipline: one counter per `Δ`, advanced by every session and every other use,
 //!   in step on both ends, checked at the start of each session.
 //! - Public constants are folded (no table for an AND with a constant).
@@ -76,17 +77,98 @@ fn index_of_max(v: &[u64]) -> usize {
     best
 }
 
-/// Garbles the argmax `sessions` times over one IKNP pair; returns the table rows the
-/// evaluator received in each session, the sender's `Δ`, and the AND count per session.
-async fn garble_sessions(sessions: usize, seed: u64) -> (Vec<Vec<Block>>, Block, Vec<u64>) {
+/// An evaluator that remembers the labels of every AND gate it evaluates (`[a, b, a ∧ b]`, in
+/// order, folded gates included) and every input label it receives: what the attacker holds
+/// besides the tables.
+struct Tap<'a, B> {
+    inner: &'a mut B,
+    gates: Vec<[Block; 3]>,
+    inputs: Vec<Block>,
+}
+
+impl<B: Backend<Wire = Block, Error = GcError>> Backend for Tap<'_, B> {
+    type Wire = Block;
+    type Error = GcError;
+
+    fn role(&self) -> Option<Role> {
+        self.inner.role()
+    }
+
+    fn constant(&mut self, bit: bool) -> Block {
+        self.inner.constant(bit)
+    }
+
+    fn xor(&mut self, a: Block, b: Block) -> Block {
+        self.inner.xor(a, b)
+    }
+
+    fn not(&mut self, a: Block) -> Block {
+        self.inner.not(a)
+    }
+
+    async fn and(&mut self, a: Block, b: Block) -> Result<Block, GcError> {
+        let c = self.inner.and(a, b).await?;
+        self.gates.push([a, b, c]);
+        Ok(c)
+    }
+
+    async fn and_n(&mut self, a: &[Block], b: &[Block]) -> Result<Vec<Block>, GcError> {
+        let c = self.inner.and_n(a, b).await?;
+        for i in 0..c.len() {
+            self.gates.push([a[i], b[i], c[i]]);
+        }
+        Ok(c)
+    }
+
+    async fn input(
+        &mut self,
+        owner: Role,
+        n: usize,
+        bits: Option<&[bool]>,
+    ) -> Result<Vec<Block>, GcError> {
+        let w = self.inner.input(owner, n, bits).await?;
+        self.inputs.extend(&w);
+        Ok(w)
+    }
+
+    async fn reveal(
+        &mut self,
+        wires: &[Block],
+        to: RevealTo,
+    ) -> Result<Option<Vec<bool>>, GcError> {
+        self.inner.reveal(wires, to).await
+    }
+
+    fn share(&mut self, wires: &[Block]) -> Result<Vec<bool>, GcError> {
+        self.inner.share(wires)
+    }
+
+    async fn arith_shares(
+        &mut self,
+        words: &[Vec<Block>],
+        signed: bool,
+    ) -> Result<Vec<u64>, GcError> {
+        self.inner.arith_shares(words, signed).await
+    }
+}
+
+/// What the evaluator of one session holds: per garbled gate (in order) its two table rows and
+/// its labels `[TG, TE, a, b, a ∧ b]`, and the input labels.
+struct View {
+    gates: Vec<[Block; 5]>,
+    inputs: Vec<Block>,
+}
+
+/// Garbles the argmax `sessions` times over one IKNP pair; returns the evaluator's view of
+/// each session and the sender's `Δ`.
+async fn garble_sessions(sessions: usize, seed: u64) -> (Vec<View>, Block) {
     let (mut s, mut r) = iknp_pair(seed);
     let (c0, c1) = mem::pair();
     let mut c0: FramedChannel = c0;
     let mut c1 = Recorder::new(c1);
     let mut prg = Prg::from_u64(seed + 1);
     let cfg = GcConfig::new(0xa5);
-    let mut rows = Vec::new();
-    let mut ands = Vec::new();
+    let mut views = Vec::new();
     for k in 0..sessions {
         let vals: Vec<u64> = (0..WORDS).map(|_| prg.next_u64() & 0xff).collect();
         let want = index_of_max(&vals);
@@ -100,52 +182,120 @@ async fn garble_sessions(sessions: usize, seed: u64) -> (Vec<Vec<Block>>, Block,
             },
             async {
                 let mut e = Evaluator::new(&mut c1, &mut r, cfg).await?;
-                let out = argmax_session(&mut e, None, Some(&vals[WORDS / 2..])).await?;
+                let mut tap = Tap {
+                    inner: &mut e,
+                    gates: Vec::new(),
+                    inputs: Vec::new(),
+                };
+                let out = argmax_session(&mut tap, None, Some(&vals[WORDS / 2..])).await?;
+                let (gates, inputs) = (tap.gates, tap.inputs);
                 e.finish().await?;
-                Ok::<_, GcError>(out)
+                Ok::<_, GcError>((out, gates, inputs))
             }
         );
-        ands.push(g.expect("garbler"));
-        let idx = e.expect("evaluator").expect("revealed to the evaluator");
+        let ands = g.expect("garbler");
+        let (idx, gates, inputs) = e.expect("evaluator");
+        let idx = idx.expect("revealed to the evaluator");
         let got = idx
             .iter()
             .enumerate()
             .fold(0usize, |acc, (i, &b)| acc | ((b as usize) << i));
         assert_eq!(got, want, "session {k}: argmax of {vals:?}");
         let bytes: Vec<u8> = c1.bounded.concat();
-        rows.push(
-            bytes
-                .chunks_exact(16)
-                .map(|c| Block::from_bytes(c.try_into().unwrap()))
-                .collect(),
-        );
+        let rows: Vec<Block> = bytes
+            .chunks_exact(16)
+            .map(|c| Block::from_bytes(c.try_into().unwrap()))
+            .collect();
+        // The gates that have tables: all of them, unless public inputs were folded.
+        let public = |x: Block| x == Block::ZERO || x == PUBLIC_TRUE;
+        let garbled: Vec<[Block; 3]> = if 2 * gates.len() == rows.len() {
+            gates
+        } else {
+            gates
+                .into_iter()
+                .filter(|g| !public(g[0]) && !public(g[1]))
+                .collect()
+        };
+        assert_eq!(2 * garbled.len(), rows.len(), "session {k}: tables per gate");
+        assert_eq!(garbled.len() as u64, ands, "session {k}: garbled ANDs");
+        let gates = garbled
+            .iter()
+            .zip(rows.chunks_exact(2))
+            .map(|(g, r)| [r[0], r[1], g[0], g[1], g[2]])
+            .collect();
+        views.push(View { gates, inputs });
     }
-    (rows, s.delta(), ands)
+    (views, s.delta())
 }
 
-/// Issue 9's attack: the XOR of two table rows (of the same or of different sessions, at the
-/// same gate index or not) is never `Δ`. Before the fix, ANDs with constants were garbled with
-/// the labels `0`/`Δ` and every session restarted its tweaks at 0, so the rows of two sessions
-/// at one gate index XORed to `Δ`.
-#[tokio::test]
-async fn xor_of_rows_across_sessions_never_reveals_delta() {
-    let (rows, delta, _) = garble_sessions(4, 90).await;
-    assert!(rows.iter().all(|r| !r.is_empty()));
-    // Same gate index, every pair of sessions (the issue's attack) ...
-    for a in 0..rows.len() {
-        for b in a + 1..rows.len() {
-            for (i, (x, y)) in rows[a].iter().zip(&rows[b]).enumerate() {
-                assert_ne!(*x ^ *y, delta, "row {i} of sessions {a} and {b} XOR to delta");
+/// Whether the XOR of some 1 to 4 of `vals` is `delta`.
+fn some_xor_is(vals: &[Block], delta: Block) -> bool {
+    let n = vals.len();
+    for i in 0..n {
+        if vals[i] == delta {
+            return true;
+        }
+        for j in i + 1..n {
+            let x2 = vals[i] ^ vals[j];
+            if x2 == delta {
+                return true;
+            }
+            for k in j + 1..n {
+                let x3 = x2 ^ vals[k];
+                if x3 == delta {
+                    return true;
+                }
+                if vals[k + 1..].iter().any(|&v| x3 ^ v == delta) {
+                    return true;
+                }
             }
         }
     }
-    // ... and every pair of rows at all.
-    let all: HashSet<Block> = rows.iter().flatten().copied().collect();
-    for x in rows.iter().flatten() {
-        assert!(!all.contains(&(*x ^ delta)), "two table rows XOR to delta");
+    false
+}
+
+/// Issue 9's attack: the XOR of two table rows (of the same or of different sessions, at the
+/// same gate index or not) is never `Δ`, nor is the XOR of any four values the evaluator holds
+/// (rows and labels, across all sessions). Before the fix, ANDs with constants were garbled
+/// with the labels `0`/`Δ` and every session restarted its tweaks at 0: for an index
+/// multiplexer `s ∧ c` (constant `c`) at the same gate of two sessions, the evaluator-half rows
+/// satisfy `TE ⊕ TE' = A0 ⊕ A0'`, so `TE ⊕ TE' ⊕ Wa ⊕ Wa' = Δ` whenever the two selectors
+/// differ.
+#[tokio::test]
+async fn xor_across_sessions_never_reveals_delta() {
+    let (views, delta) = garble_sessions(4, 90).await;
+    assert!(views.iter().all(|v| !v.gates.is_empty()));
+    // Same gate index in every pair of sessions (the issue's attack): no XOR of up to four of
+    // the ten values (two rows and three labels per session) is delta.
+    for a in 0..views.len() {
+        for b in a + 1..views.len() {
+            for (k, (x, y)) in views[a].gates.iter().zip(&views[b].gates).enumerate() {
+                let vals: Vec<Block> = x.iter().chain(y).copied().collect();
+                assert!(
+                    !some_xor_is(&vals, delta),
+                    "gate {k} of sessions {a} and {b}: rows and labels XOR to delta"
+                );
+            }
+        }
     }
-    // No row repeats either (a repeated row would mean a repeated hash input and tweak).
-    assert_eq!(all.len(), rows.iter().map(|r| r.len()).sum::<usize>());
+    // Any two values the evaluator holds, across all gates and sessions.
+    let known: Vec<Block> = views
+        .iter()
+        .flat_map(|v| v.gates.iter().flatten().chain(&v.inputs))
+        .copied()
+        .collect();
+    let set: HashSet<Block> = known.iter().copied().collect();
+    assert!(
+        known.iter().all(|x| !set.contains(&(*x ^ delta))),
+        "two values the evaluator holds XOR to delta"
+    );
+    // No table row repeats (a repeated row would mean a repeated hash input and tweak).
+    let rows: Vec<Block> = views
+        .iter()
+        .flat_map(|v| v.gates.iter().flat_map(|g| [g[0], g[1]]))
+        .collect();
+    let distinct: HashSet<Block> = rows.iter().copied().collect();
+    assert_eq!(distinct.len(), rows.len(), "table rows repeat");
 }
 
 /// Every session, Y2A, IKNP random OT and additive-COT call over one correlation advances the
