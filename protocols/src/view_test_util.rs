@@ -76,6 +76,16 @@ pub(crate) fn assert_balanced(ones: usize, n: usize, what: &str) {
     );
 }
 
+/// A named pattern of secret bits (position -> bit) that a view must not depend on.
+pub(crate) type BitPattern = (&'static str, fn(usize) -> bool);
+
+/// All false, all true, alternating.
+pub(crate) const BIT_PATTERNS: [BitPattern; 3] = [
+    ("all false", |_| false),
+    ("all true", |_| true),
+    ("alternating", |i| i % 2 == 1),
+];
+
 /// A channel wrapper that records every message this party receives, in order; messages
 /// received with [`Channel::recv_bytes_bounded`] are also kept apart (the garbled-circuit
 /// evaluator receives its table batches, and only those, that way).

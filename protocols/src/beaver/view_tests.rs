@@ -76,7 +76,11 @@ async fn dealer_shares_and_corrections_are_uniform_and_fresh() {
     for (x, y, what) in [
         (r0.r.data(), r1.r.data(), "r"),
         (r0.r_msb.data(), r1.r_msb.data(), "r_63"),
-        (r0.r_low_shifted.data(), r1.r_low_shifted.data(), "(r mod 2^63) >> f"),
+        (
+            r0.r_low_shifted.data(),
+            r1.r_low_shifted.data(),
+            "(r mod 2^63) >> f",
+        ),
     ] {
         assert_uniform_u64s(x, &format!("P0's truncation share of {what}"));
         assert_uniform_u64s(y, &format!("P1's truncation share of {what}"));
@@ -101,7 +105,10 @@ async fn dealer_matrix_and_weight_material_is_uniform() {
         assert_unrelated(x, y, what);
     }
     let (k, m, n) = (64, 64, 16);
-    assert!(matches!(p0.weight_mask(9, k, m).await.unwrap(), WeightMask::P0));
+    assert!(matches!(
+        p0.weight_mask(9, k, m).await.unwrap(),
+        WeightMask::P0
+    ));
     let WeightMask::P1 { b } = p1.weight_mask(9, k, m).await.unwrap() else {
         panic!("P1 gets the mask");
     };
@@ -149,7 +156,10 @@ async fn beaver_and_truncation_openings_are_uniform() {
         let want = op.apply(x0.tensor(), y0.tensor()).unwrap();
         let got = z0.tensor().add(z1.tensor()).unwrap();
         assert_eq!(got, want, "{op:?}");
-        assert_uniform_bytes(&c1.bytes_with("beaver openings"), &format!("{op:?} openings"));
+        assert_uniform_bytes(
+            &c1.bytes_with("beaver openings"),
+            &format!("{op:?} openings"),
+        );
         assert_uniform_u64s(z1.tensor().data(), &format!("P1's {op:?} output share"));
     }
     c1.clear();

@@ -150,7 +150,11 @@ impl Backend for Count {
         Ok(vec![CountWire::Secret(0); n])
     }
 
-    async fn reveal(&mut self, wires: &[CountWire], _to: RevealTo) -> Result<Option<Vec<bool>>, GcError> {
+    async fn reveal(
+        &mut self,
+        wires: &[CountWire],
+        _to: RevealTo,
+    ) -> Result<Option<Vec<bool>>, GcError> {
         self.counts.revealed += wires.len() as u64;
         self.counts.reveal_calls += 1;
         Ok(None)

@@ -120,9 +120,7 @@ fn fold(a: Block, b: Block, one: Block) -> Option<Block> {
 /// Whether any input of a bulk AND is public (then the slow, folding path runs).
 #[inline]
 fn any_public(a: &[Block], b: &[Block], one: Block) -> bool {
-    a.iter()
-        .chain(b)
-        .any(|&x| x == Block::ZERO || x == one)
+    a.iter().chain(b).any(|&x| x == Block::ZERO || x == one)
 }
 
 /// The AND gates of a bulk call that need garbling: their operands and positions, the public
@@ -456,8 +454,13 @@ impl<'a, C: Channel, S: CotSender> Garbler<'a, C, S> {
             let room = self.cfg.batch_ands - self.tables.len() / TABLE_BYTES;
             let k = room.min(a.len() - i);
             let first = self.cot.tweaks().reserve(k as u64);
-            self.core
-                .and_many(&a[i..i + k], &b[i..i + k], first, &mut out, &mut self.tables);
+            self.core.and_many(
+                &a[i..i + k],
+                &b[i..i + k],
+                first,
+                &mut out,
+                &mut self.tables,
+            );
             i += k;
             if self.tables.len() >= self.cfg.batch_ands * TABLE_BYTES {
                 self.send_batch().await?;

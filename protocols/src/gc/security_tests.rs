@@ -21,7 +21,7 @@ use crate::convert::y2a;
 use crate::ot::iknp::{IknpConfig, IknpReceiver, IknpSender};
 use crate::ot::{CotReceiver, CotSender, RotReceiver, RotSender};
 use crate::prg::Prg;
-use crate::view_test_util::{Recorder, assert_balanced, assert_uniform_u64s};
+use crate::view_test_util::{BIT_PATTERNS, Recorder, assert_balanced, assert_uniform_u64s};
 
 const WORDS: usize = 8;
 const WIDTH: usize = 8;
@@ -61,7 +61,11 @@ async fn argmax_session<B: Backend<Error = GcError>>(
             ew.map(|v| bits_of(v, WIDTH)).as_deref(),
         )
         .await?;
-    let words: Vec<Vec<B::Wire>> = g.chunks(WIDTH).chain(e.chunks(WIDTH)).map(|c| c.to_vec()).collect();
+    let words: Vec<Vec<B::Wire>> = g
+        .chunks(WIDTH)
+        .chain(e.chunks(WIDTH))
+        .map(|c| c.to_vec())
+        .collect();
     let (_, idx) = word::argmax(b, &words).await?;
     b.reveal(&idx, RevealTo::Evaluator).await
 }
@@ -216,7 +220,11 @@ async fn garble_sessions(sessions: usize, seed: u64) -> (Vec<View>, Block) {
                 .filter(|g| !public(g[0]) && !public(g[1]))
                 .collect()
         };
-        assert_eq!(2 * garbled.len(), rows.len(), "session {k}: tables per gate");
+        assert_eq!(
+            2 * garbled.len(),
+            rows.len(),
+            "session {k}: tables per gate"
+        );
         assert_eq!(garbled.len() as u64, ands, "session {k}: garbled ANDs");
         let gates = garbled
             .iter()
@@ -408,7 +416,10 @@ async fn ands_with_public_constants_are_not_garbled() {
             b.and(y[0], one).await?,
         ];
         // A bulk call mixing public and secret inputs; only the secret pairs are garbled.
-        out.extend(b.and_n(&[x[0], t, x[2], f], &[y[0], y[1], y[2], x[3]]).await?);
+        out.extend(
+            b.and_n(&[x[0], t, x[2], f], &[y[0], y[1], y[2], x[3]])
+                .await?,
+        );
         out.push(b.and(x[1], y[1]).await?);
         b.reveal(&out, RevealTo::Both).await
     }
@@ -457,12 +468,7 @@ async fn ands_with_public_constants_are_not_garbled() {
 #[tokio::test]
 async fn evaluator_view_is_independent_of_the_garblers_bits() {
     const N: usize = 4096;
-    let patterns: [(&str, fn(usize) -> bool); 3] = [
-        ("all false", |_| false),
-        ("all true", |_| true),
-        ("alternating", |i| i % 2 == 1),
-    ];
-    for (k, (name, pat)) in patterns.into_iter().enumerate() {
+    for (k, (name, pat)) in BIT_PATTERNS.into_iter().enumerate() {
         let (mut s, mut r) = iknp_pair(94 + k as u64);
         let (mut c0, mut c1) = mem::pair();
         let cfg = GcConfig::new(6);
@@ -498,14 +504,26 @@ async fn evaluator_view_is_independent_of_the_garblers_bits() {
         );
         let lsb_ones = labels.iter().filter(|l| l.lsb()).count();
         assert_balanced(lsb_ones, N, &format!("{name}: input label permute bits"));
-        let agree = labels.iter().zip(&bits).filter(|(l, b)| l.lsb() == **b).count();
-        assert_balanced(agree, N, &format!("{name}: permute bits equal to the inputs"));
+        let agree = labels
+            .iter()
+            .zip(&bits)
+            .filter(|(l, b)| l.lsb() == **b)
+            .count();
+        assert_balanced(
+            agree,
+            N,
+            &format!("{name}: permute bits equal to the inputs"),
+        );
         // AND outputs (= the garbler's bits, since the evaluator's are all 1): the evaluator's
         // boolean shares are independent of the values; the two shares XOR to them.
         let ones = esh.iter().filter(|&&b| b).count();
         assert_balanced(ones, N, &format!("{name}: evaluator's output shares"));
         let agree = esh.iter().zip(&bits).filter(|(a, b)| a == b).count();
-        assert_balanced(agree, N, &format!("{name}: output shares equal to the values"));
+        assert_balanced(
+            agree,
+            N,
+            &format!("{name}: output shares equal to the values"),
+        );
         for i in 0..N {
             assert_eq!(gsh[i] ^ esh[i], bits[i], "{name}: output {i}");
         }

@@ -425,7 +425,11 @@ async fn two_party(
             let mut g = Garbler::new(&mut c0, &mut s, &mut rng, cfg).await?;
             let out = run_op(&mut g, op, l, m, Some(xs), None).await?;
             let ands = g.finish().await?;
-            assert_eq!(ands, counter.ands(), "{op:?} width {l}: garbled vs counted ANDs");
+            assert_eq!(
+                ands,
+                counter.ands(),
+                "{op:?} width {l}: garbled vs counted ANDs"
+            );
             Ok::<_, GcError>(out)
         },
         async {

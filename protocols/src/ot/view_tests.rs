@@ -28,7 +28,7 @@ use crate::channel::mem;
 use crate::prg::Prg;
 use crate::share::Party;
 use crate::view_test_util::{
-    Recorder, assert_balanced, assert_uniform_bytes, assert_uniform_u64s,
+    BIT_PATTERNS, Recorder, assert_balanced, assert_uniform_bytes, assert_uniform_u64s,
 };
 
 fn block_bytes(v: &[Block]) -> Vec<u8> {
@@ -80,7 +80,9 @@ fn base_ot_sender_view_is_independent_of_choices() {
 #[test]
 fn base_ot_receiver_cannot_derive_the_other_key() {
     let mut prg = Prg::from_u64(6);
-    let choices: Vec<bool> = (0..BASE_OT_COUNT).map(|_| prg.next_u64() & 1 == 1).collect();
+    let choices: Vec<bool> = (0..BASE_OT_COUNT)
+        .map(|_| prg.next_u64() & 1 == 1)
+        .collect();
     let s = BaseOtSender::new(&mut Prg::from_u64(7));
     let a_enc = s.first_message();
     let (rep, got) = base_ot_receiver_reply(&mut Prg::from_u64(8), &a_enc, &choices).unwrap();
@@ -98,9 +100,14 @@ fn base_ot_receiver_cannot_derive_the_other_key() {
         let c = choices[i] as usize;
         assert_eq!(got[i], keys[i][c]);
         assert_ne!(keys[i][0], keys[i][1], "OT {i}: equal keys");
-        let candidates: [RistrettoPoint; 6] = [b * a, b * a - a, b * a + a, b * g, b * big_b, big_b];
+        let candidates: [RistrettoPoint; 6] =
+            [b * a, b * a - a, b * a + a, b * g, b * big_b, big_b];
         for p in candidates {
-            assert_ne!(kdf(i, &a_enc, enc, &p), keys[i][1 - c], "OT {i}: other key derived");
+            assert_ne!(
+                kdf(i, &a_enc, enc, &p),
+                keys[i][1 - c],
+                "OT {i}: other key derived"
+            );
         }
     }
 }
@@ -118,12 +125,7 @@ fn iknp_pair(seed: u64, chunk: usize) -> (IknpSender, IknpReceiver) {
 #[tokio::test]
 async fn iknp_sender_view_is_independent_of_choices() {
     const N: usize = 4096;
-    let patterns: [(&str, fn(usize) -> bool); 3] = [
-        ("all false", |_| false),
-        ("all true", |_| true),
-        ("alternating", |i| i % 2 == 0),
-    ];
-    for (k, (name, pat)) in patterns.into_iter().enumerate() {
+    for (k, (name, pat)) in BIT_PATTERNS.into_iter().enumerate() {
         let (mut s, mut r) = iknp_pair(20 + k as u64, N);
         let (c0, mut c1) = mem::pair();
         let mut c0 = Recorder::new(c0);
@@ -250,21 +252,41 @@ async fn b2a_and_mux_messages_are_uniform() {
     for i in 0..N {
         assert_eq!(x[i].wrapping_add(y[i]), 0, "1 ⊕ 1 = 0");
     }
-    assert_uniform_bytes(&packed_payload(&ch1.bounded), "B2A corrections for constant bits");
+    assert_uniform_bytes(
+        &packed_payload(&ch1.bounded),
+        "B2A corrections for constant bits",
+    );
 
     ch1.clear();
     let xs = vec![7u64; N];
     let zero = vec![0u64; N];
     let falses = vec![false; N];
     let (a, b) = tokio::join!(
-        mux(Party::P0, &mut ch0, &mut e.cot_s01, &mut e.cot_r10, &xs, &ones),
-        mux(Party::P1, &mut ch1, &mut e.cot_s10, &mut e.cot_r01, &zero, &falses)
+        mux(
+            Party::P0,
+            &mut ch0,
+            &mut e.cot_s01,
+            &mut e.cot_r10,
+            &xs,
+            &ones
+        ),
+        mux(
+            Party::P1,
+            &mut ch1,
+            &mut e.cot_s10,
+            &mut e.cot_r01,
+            &zero,
+            &falses
+        )
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     for i in 0..N {
         assert_eq!(a[i].wrapping_add(b[i]), 7);
     }
-    assert_uniform_bytes(&packed_payload(&ch1.bounded), "mux corrections for constant inputs");
+    assert_uniform_bytes(
+        &packed_payload(&ch1.bounded),
+        "mux corrections for constant inputs",
+    );
     assert_uniform_u64s(&b, "P1's mux output shares");
 }
 
@@ -303,5 +325,8 @@ async fn drelu_messages_are_uniform() {
     assert!(a.iter().zip(&b).all(|(x, y)| x ^ y), "DReLU(5) = 1");
     let ones = b.iter().filter(|&&v| v).count();
     assert_balanced(ones, N, "P1's DReLU output shares");
-    assert_uniform_bytes(&packed_payload(&ch1.bounded), "everything P1 receives in DReLU");
+    assert_uniform_bytes(
+        &packed_payload(&ch1.bounded),
+        "everything P1 receives in DReLU",
+    );
 }
