@@ -350,7 +350,7 @@ impl EvalCore {
 
 /// Hashes COT outputs to 64-bit values for Y2A, with tweak indices `first + i` (reserved from
 /// the correlation's counter by the caller).
-fn arith_hash(first: u64, xs: &[Block]) -> Vec<u64> {
+pub(super) fn arith_hash(first: u64, xs: &[Block]) -> Vec<u64> {
     let tw: Vec<Block> = (0..xs.len() as u64)
         .map(|i| TweakDomain::GcArith.tweak(first + i))
         .collect();

@@ -396,6 +396,32 @@ mod tests {
 
     type CRole<'a> = CotRole<'a, IdealCotSender, IdealCotReceiver>;
 
+    /// The additive-COT hash uses the tweaks reserved for it (`(AdditiveCot, f + i)`), and a
+    /// call reserves exactly one tweak per instance on both ends.
+    #[tokio::test]
+    async fn acot_uses_the_reserved_tweaks() {
+        let mut prg = Prg::from_u64(77);
+        let xs: Vec<Block> = (0..70).map(|_| Block::random(&mut prg)).collect();
+        let h = hash_u64(&xs, 900);
+        for i in 0..xs.len() {
+            let t = TweakDomain::AdditiveCot.tweak(900 + i as u64);
+            assert_eq!(h[i], FIXED_KEY_AES.tccr(t, xs[i]).0 as u64, "hash {i}");
+        }
+        let mut e = ends(5);
+        let bits = vec![true; CHUNK + 3];
+        let (x, y) = tokio::join!(
+            b2a_bits(&mut e.ch0, CRole::Sender(&mut e.cot_s01), &bits),
+            b2a_bits(&mut e.ch1, CRole::Receiver(&mut e.cot_r01), &bits)
+        );
+        x.unwrap();
+        y.unwrap();
+        let n = bits.len() as u64;
+        assert_eq!(
+            (e.cot_s01.tweaks().used(), e.cot_r01.tweaks().used()),
+            (n, n)
+        );
+    }
+
     #[tokio::test]
     async fn b2a_bits_equal_plaintext() {
         for n in [0usize, 1, 5, CHUNK - 1, CHUNK, CHUNK + 1] {

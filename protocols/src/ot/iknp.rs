@@ -805,12 +805,62 @@ mod tests {
         assert!(matches!(y, Err(ChannelError::PeerAborted(_))), "{y:?}");
     }
 
+    /// The random-OT hashes use the tweaks reserved for them: `m0_i = TCCR(t(f + i), q_i)`,
+    /// `m1_i = TCCR(t(f + i), q_i ⊕ Δ)` with `f` the counter's value before the call and `t`
+    /// the random-OT domain, across hash batches.
+    #[test]
+    fn random_ot_hashes_use_the_reserved_tweaks() {
+        let mut prg = Prg::from_u64(11);
+        let xs: Vec<Block> = (0..600).map(|_| Block::random(&mut prg)).collect();
+        let delta = Block(0x77 | 1);
+        let mut pairs = Vec::new();
+        hash_rows(&xs, 1000, delta, |a, b| pairs.push([a, b]));
+        let mut ys = xs.clone();
+        hash_in_place(&mut ys, 1000);
+        for i in 0..xs.len() {
+            let t = TweakDomain::RandomOt.tweak(1000 + i as u64);
+            assert_eq!(pairs[i][0], FIXED_KEY_AES.tccr(t, xs[i]), "m0 of {i}");
+            assert_eq!(
+                pairs[i][1],
+                FIXED_KEY_AES.tccr(t, xs[i] ^ delta),
+                "m1 of {i}"
+            );
+            assert_eq!(ys[i], pairs[i][0]);
+        }
+    }
+
+    /// The column PRG never repeats its keystream: across many small chunks the receiver's `u`
+    /// messages (all-zero choices, so `u = G(k0) ⊕ G(k1)`) are all different and uniform.
+    #[tokio::test]
+    async fn column_keystream_never_repeats_across_chunks() {
+        use crate::view_test_util::{Recorder, assert_uniform_bytes};
+        let (mut s, mut r) = pair(128, 12);
+        let (a, mut b) = mem::pair();
+        let mut a = Recorder::new(a);
+        let n = 128 * 64;
+        let zeros = vec![false; n];
+        let (q, t) = tokio::join!(s.send_cot(&mut a, n), r.recv_cot(&mut b, &zeros));
+        assert_eq!(q.unwrap(), t.unwrap());
+        let us: Vec<Vec<u8>> = a
+            .received
+            .iter()
+            .filter(|(c, _)| c.contains("IKNP u matrix"))
+            .map(|(_, m)| m.clone())
+            .collect();
+        assert_eq!(us.len(), 64, "one u message per chunk of 128");
+        let words: std::collections::HashSet<&[u8]> =
+            us.iter().flat_map(|m| m.chunks_exact(16)).collect();
+        assert_eq!(words.len(), 64 * 128, "u columns repeat across chunks");
+        assert_uniform_bytes(&us.concat(), "u columns over 64 chunks");
+    }
+
     #[test]
     fn core_validates() {
         assert!(IknpConfig::with_chunk(100).is_err());
         assert!(IknpConfig::with_chunk(0).is_err());
         assert!(IknpSenderCore::new(Block(1), &[Block(0); 3]).is_err());
         let mut core = IknpSenderCore::new(Block(1), &[Block(0); KAPPA]).unwrap();
+        assert_eq!(core.delta(), Block(1));
         let mut out = Vec::new();
         assert!(matches!(
             core.extend(128, &[0u64; 5], &mut out),
