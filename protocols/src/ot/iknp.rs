@@ -873,5 +873,25 @@ mod tests {
             core.extend(64, &[0u64; 128], &mut out),
             Err(IknpError::BadChunk(64))
         ));
+        // The largest chunk is accepted (then the u length is checked), one more is not.
+        assert!(matches!(
+            core.extend(MAX_CHUNK, &[], &mut out),
+            Err(IknpError::ULength { .. })
+        ));
+        assert!(matches!(
+            core.extend(MAX_CHUNK + 128, &[], &mut out),
+            Err(IknpError::BadChunk(_))
+        ));
+        let mut rcore = IknpReceiverCore::new(&[[Block(0), Block(1)]; KAPPA]).unwrap();
+        assert!(IknpReceiverCore::new(&[[Block(0), Block(1)]; 3]).is_err());
+        assert!(matches!(
+            rcore.extend(&[0u64; 1], &mut out),
+            Err(IknpError::BadChunk(64))
+        ));
+        assert!(matches!(
+            rcore.extend(&vec![0u64; (MAX_CHUNK + 128) / 64], &mut out),
+            Err(IknpError::BadChunk(_))
+        ));
+        assert!(rcore.extend(&[0u64; 2], &mut out).is_ok());
     }
 }
