@@ -854,6 +854,30 @@ mod tests {
         assert_uniform_bytes(&us.concat(), "u columns over 64 chunks");
     }
 
+    /// The column PRG is AES-128 in counter mode from counter 0, continued across calls
+    /// (words are the little-endian halves of each block).
+    #[test]
+    fn column_prg_is_aes_ctr() {
+        let key = Block(0x0f0e_0d0c_0b0a_0908_0706_0504_0302_0100);
+        let aes = Aes128::new(&key.to_bytes().into());
+        let block = |i: u128| {
+            let mut b = aes::Block::from(i.to_le_bytes());
+            aes.encrypt_block(&mut b);
+            u128::from_le_bytes(b.into())
+        };
+        let mut prg = ColumnPrg::new(key);
+        let mut scratch = Vec::new();
+        let (mut w1, mut w2) = ([0u64; 4], [0u64; 6]);
+        prg.fill(&mut w1, &mut scratch);
+        prg.fill(&mut w2, &mut scratch);
+        let words: Vec<u64> = w1.iter().chain(&w2).copied().collect();
+        for i in 0..5 {
+            let b = block(i as u128);
+            assert_eq!(words[2 * i], b as u64, "block {i}, low word");
+            assert_eq!(words[2 * i + 1], (b >> 64) as u64, "block {i}, high word");
+        }
+    }
+
     #[test]
     fn core_validates() {
         assert!(IknpConfig::with_chunk(100).is_err());
