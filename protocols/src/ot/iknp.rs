@@ -854,6 +854,29 @@ mod tests {
         assert_uniform_bytes(&us.concat(), "u columns over 64 chunks");
     }
 
+    /// Explicit setup runs the base OTs (and only once); later calls use them.
+    #[tokio::test]
+    async fn explicit_setup_runs_the_base_ots_once() {
+        let (mut s, mut r) = pair(256, 13);
+        let (mut a, mut b) = mem::pair();
+        assert!(!s.is_setup() && !r.is_setup());
+        let (x, y) = tokio::join!(s.setup(&mut a), r.setup(&mut b));
+        x.unwrap();
+        y.unwrap();
+        assert!(s.is_setup() && r.is_setup());
+        let setup_bytes = a.stats().total().bytes_sent + b.stats().total().bytes_sent;
+        assert_eq!(setup_bytes, 32 + 4096 + 8, "base OTs: A, 128 points, two frame headers");
+        // A second setup is free.
+        let (x, y) = tokio::join!(s.setup(&mut a), r.setup(&mut b));
+        x.unwrap();
+        y.unwrap();
+        assert_eq!(
+            a.stats().total().bytes_sent + b.stats().total().bytes_sent,
+            setup_bytes
+        );
+        check_cot(&mut s, &mut r, &[300]).await;
+    }
+
     /// The column PRG is AES-128 in counter mode from counter 0, continued across calls
     /// (words are the little-endian halves of each block).
     #[test]
