@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use privlm::net::{
-    self, HANDSHAKE_LABEL, HandshakeError, ModelManifest, PROTOCOL_VERSION, SessionParams,
+    self, HANDSHAKE_LABEL, HandshakeError, ModelManifest, PROTOCOL_VERSION, ProtocolParams,
+    SessionParams,
 };
 use privlm::protocols::channel::tls::{self, Identity, TlsListener};
 use privlm::protocols::channel::{Channel, ChannelConfig, ChannelError, FramedChannel, Phase};
 use privlm::protocols::share::Party;
+use privlm::protocols::trunc::TruncMode;
 
 fn cfg() -> ChannelConfig {
     ChannelConfig {
@@ -169,6 +171,25 @@ async fn manifest_and_approximation_mismatches_are_named() {
         "model architecture differs: ours \"SM+LN+G\", peer \"SM+ScFuFFN\""
     );
     assert!(mismatch(rs).starts_with("model architecture differs"));
+}
+
+#[tokio::test]
+async fn truncation_mode_mismatch_is_named() {
+    let (mut c, mut s) = tls_pair().await;
+    let pc = params();
+    let ps = params().with_protocol(ProtocolParams {
+        trunc_mode: TruncMode::Local,
+        ..ProtocolParams::default()
+    });
+    let (rc, rs) = both(&mut c, &mut s, &pc, &ps).await;
+    assert_eq!(
+        mismatch(rc),
+        "truncation mode differs: ours dealer-assisted, peer local"
+    );
+    assert_eq!(
+        mismatch(rs),
+        "truncation mode differs: ours local, peer dealer-assisted"
+    );
 }
 
 /// A peer speaking another protocol version: we name the versions; the peer gets our abort.

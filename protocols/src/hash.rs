@@ -9,6 +9,14 @@
 //!   half-gates garbling and OT extension with the gate or OT index as the tweak.
 //!
 //! The batched variants encrypt [`BATCH`] blocks per call so AES-NI pipelines them.
+//!
+//! **Tweaks under a global offset.** TCCR is secure only if no tweak is used twice with
+//! related inputs. Every hash of a value that is correlated through a COT sender's `Δ`
+//! (half-gates garbling, IKNP's random-OT hashing, the additive correlated OTs of B2A, the
+//! multiplexer and Gilboa products, the garbler's Y2A) therefore takes its tweak from the one
+//! counter that belongs to that correlation ([`crate::ot::TweakCounter`], owned by the COT
+//! sender and mirrored by the COT receiver), never from a counter of its own, and marks it with
+//! a [`TweakDomain`] (the top byte). See `docs/protocols/gc.md` and `docs/protocols/ot.md`.
 
 use std::sync::LazyLock;
 
@@ -19,6 +27,32 @@ use crate::block::Block;
 
 /// Blocks encrypted per AES call in the batched functions.
 pub const BATCH: usize = 64;
+
+/// What a tweak drawn from a [`crate::ot::TweakCounter`] is used for: its top byte. The index
+/// from the counter is in the low 64 bits, so two uses never share a tweak even if one of them
+/// forgot to reserve (defence in depth; the counter alone already makes tweaks unique).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TweakDomain {
+    /// Half-gates garbling, the generator half of an AND gate.
+    GcGarblerHalf = 1,
+    /// Half-gates garbling, the evaluator half of an AND gate.
+    GcEvaluatorHalf = 2,
+    /// Random OTs hashed from correlated OTs (IKNP).
+    RandomOt = 3,
+    /// Additive correlated OTs (B2A, multiplexer, Gilboa products: `ot::b2a`).
+    AdditiveCot = 4,
+    /// The garbler's conversion of garbled words to arithmetic shares (Y2A).
+    GcArith = 5,
+}
+
+impl TweakDomain {
+    /// The tweak for counter index `index` in this domain.
+    #[inline]
+    pub fn tweak(self, index: u64) -> Block {
+        Block(((self as u128) << 120) | index as u128)
+    }
+}
 
 /// The public fixed key (an arbitrary constant; security does not depend on its value).
 const FIXED_KEY: [u8; 16] = *b"privlm fixed key";
@@ -187,6 +221,12 @@ mod tests {
             assert_eq!(t[i], h.tccr(tweaks[i], xs[i]));
         }
         assert_ne!(h.tccr(Block(1), xs[3]), h.tccr(Block(2), xs[3]));
+        // Domains separate equal indices.
+        assert_ne!(
+            TweakDomain::GcGarblerHalf.tweak(7),
+            TweakDomain::GcEvaluatorHalf.tweak(7)
+        );
+        assert_eq!(TweakDomain::RandomOt.tweak(5), Block((3u128 << 120) | 5));
         // σ is an orthomorphism: σ(x) ⊕ x is a permutation too; spot-check injectivity.
         assert_ne!(sigma(Block(1)) ^ Block(1), sigma(Block(2)) ^ Block(2));
     }

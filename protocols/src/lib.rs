@@ -25,6 +25,9 @@ pub mod ring;
 pub mod share;
 pub mod trunc;
 
+#[cfg(test)]
+mod view_test_util;
+
 /// Errors of this crate's building blocks that callers may want to handle uniformly.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

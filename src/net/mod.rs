@@ -13,8 +13,10 @@
 //!   largest frame a party sends must fit the peer's frame limit, so the handshake compares
 //!   `max_frame_len` (without hashing it).
 //! - **AGREEMENT**: must be equal on both sides: protocol version, ring width, fixed-point
-//!   fractional bits, approximation settings, the model manifest (architecture and shapes,
-//!   never weights). They live in one typed [`SessionParams`], whose canonical encoding is
+//!   fractional bits, the protocol building blocks' parameters ([`ProtocolParams`]: IKNP chunk
+//!   size, garbled-table batch size, DReLU bit width, dropped bits and digit size, truncation
+//!   mode), approximation settings, the model manifest (architecture and shapes, never
+//!   weights). They live in one typed [`SessionParams`], whose canonical encoding is
 //!   hashed with SHA-256; both parties exchange version, parameters and hash
 //!   ([`handshake`]) and abort on any difference with an error naming the first one, for
 //!   example `fixed-point fractional bits differ: ours 16, peer 12`.
@@ -33,5 +35,5 @@ mod params;
 pub use handshake::{Agreed, HANDSHAKE_LABEL, HandshakeError, MAGIC, handshake};
 pub use params::{
     COMPUTATIONAL_SECURITY_BITS, Difference, ModelManifest, PROTOCOL_VERSION, ParamValue,
-    ParamsHash, RING_BITS, STATISTICAL_SECURITY_BITS, SessionParams, TensorSpec,
+    ParamsHash, ProtocolParams, RING_BITS, STATISTICAL_SECURITY_BITS, SessionParams, TensorSpec,
 };

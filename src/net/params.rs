@@ -4,6 +4,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use privlm_protocols::gc::{DEFAULT_BATCH_ANDS, GcConfig};
+use privlm_protocols::ot::iknp::{DEFAULT_CHUNK, IknpConfig, IknpError};
+use privlm_protocols::ot::millionaire::DreluParams;
+use privlm_protocols::trunc::TruncMode;
 use serde::{Deserialize, Serialize};
 
 /// Version of the privlm wire protocol. Bumped whenever messages or their order change.
@@ -136,6 +140,76 @@ impl ModelManifest {
     }
 }
 
+/// AGREEMENT parameters of the protocol building blocks (privlm-protocols): message sizes
+/// that shape the transcript, comparison parameters and the truncation protocol. A party with
+/// a different value would frame messages differently, compare different bits or truncate
+/// differently; the handshake refuses such a peer, naming the field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolParams {
+    /// OTs per IKNP extension message ([`IknpConfig::chunk`]).
+    pub iknp_chunk: u64,
+    /// Garbled AND tables per message ([`GcConfig::batch_ands`]).
+    pub gc_batch_ands: u64,
+    /// DReLU / comparison bit width `ℓ` ([`DreluParams::bits`]).
+    pub drelu_bits: u32,
+    /// Low bits left out of DReLU comparisons ([`DreluParams::drop_low`]).
+    pub drelu_drop_low: u32,
+    /// Digit size of the millionaires' protocol ([`DreluParams::digit_bits`]).
+    pub drelu_digit_bits: u32,
+    /// The truncation protocol after fixed-point products (`docs/numeric.md`).
+    pub trunc_mode: TruncMode,
+}
+
+impl Default for ProtocolParams {
+    /// The library defaults: IKNP chunk [`DEFAULT_CHUNK`], GC batch [`DEFAULT_BATCH_ANDS`],
+    /// exact DReLU on 64-bit values with 4-bit digits (`DreluParams::exact(64)`, the 78-byte
+    /// configuration of `docs/protocols/ot_applications.md`), dealer-assisted truncation.
+    fn default() -> Self {
+        let d = DreluParams::exact(64);
+        ProtocolParams {
+            iknp_chunk: DEFAULT_CHUNK as u64,
+            gc_batch_ands: DEFAULT_BATCH_ANDS as u64,
+            drelu_bits: d.bits,
+            drelu_drop_low: d.drop_low,
+            drelu_digit_bits: d.digit_bits,
+            trunc_mode: TruncMode::default(),
+        }
+    }
+}
+
+impl ProtocolParams {
+    /// The IKNP configuration, if the chunk size is valid.
+    pub fn iknp(&self) -> Result<IknpConfig, IknpError> {
+        let chunk = usize::try_from(self.iknp_chunk).unwrap_or(usize::MAX);
+        IknpConfig::with_chunk(chunk)
+    }
+
+    /// The garbled-circuit configuration for circuit `circuit_id`.
+    pub fn gc(&self, circuit_id: u64) -> GcConfig {
+        GcConfig {
+            circuit_id,
+            batch_ands: usize::try_from(self.gc_batch_ands).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The DReLU parameters.
+    pub fn drelu(&self) -> DreluParams {
+        DreluParams {
+            bits: self.drelu_bits,
+            drop_low: self.drelu_drop_low,
+            digit_bits: self.drelu_digit_bits,
+        }
+    }
+}
+
+/// The name of a truncation mode in handshake messages and in the canonical encoding.
+fn trunc_mode_name(m: TruncMode) -> &'static str {
+    match m {
+        TruncMode::DealerAssisted => "dealer-assisted",
+        TruncMode::Local => "local",
+    }
+}
+
 /// The AGREEMENT parameters of a session: everything both parties must set identically for
 /// the computation to be correct. Both sides hash [`SessionParams::canonical_bytes`] in the
 /// handshake and abort on any difference (see [`super::handshake`]).
@@ -147,6 +221,8 @@ pub struct SessionParams {
     pub ring_bits: u32,
     /// Fixed-point fractional bits `f` (see `docs/numeric.md`).
     pub frac_bits: u32,
+    /// Parameters of the protocol building blocks (chunk and batch sizes, DReLU, truncation).
+    pub protocol: ProtocolParams,
     /// Approximation settings by name (for example `"gelu.method"`, `"exp.iterations"`),
     /// ordered by name. Typed values; a later issue may replace this map by typed structs.
     pub approximations: BTreeMap<String, ParamValue>,
@@ -155,16 +231,23 @@ pub struct SessionParams {
 }
 
 impl SessionParams {
-    /// Parameters with the current protocol version, the 64-bit ring, `frac_bits` and the
-    /// given manifest, and no approximation settings yet.
+    /// Parameters with the current protocol version, the 64-bit ring, `frac_bits`, the
+    /// default [`ProtocolParams`] and the given manifest, and no approximation settings yet.
     pub fn new(frac_bits: u32, manifest: ModelManifest) -> Self {
         SessionParams {
             protocol_version: PROTOCOL_VERSION,
             ring_bits: RING_BITS,
             frac_bits,
+            protocol: ProtocolParams::default(),
             approximations: BTreeMap::new(),
             manifest,
         }
+    }
+
+    /// Replaces the protocol parameters.
+    pub fn with_protocol(mut self, protocol: ProtocolParams) -> Self {
+        self.protocol = protocol;
+        self
     }
 
     /// Adds (or replaces) an approximation setting.
@@ -191,6 +274,14 @@ impl SessionParams {
         c.field_u64("protocol_version", self.protocol_version.into());
         c.field_u64("ring_bits", self.ring_bits.into());
         c.field_u64("frac_bits", self.frac_bits.into());
+        let p = &self.protocol;
+        c.field_u64("protocol.iknp_chunk", p.iknp_chunk);
+        c.field_u64("protocol.gc_batch_ands", p.gc_batch_ands);
+        c.field_u64("protocol.drelu.bits", p.drelu_bits.into());
+        c.field_u64("protocol.drelu.drop_low", p.drelu_drop_low.into());
+        c.field_u64("protocol.drelu.digit_bits", p.drelu_digit_bits.into());
+        c.name("protocol.trunc_mode");
+        c.bytes(trunc_mode_name(p.trunc_mode).as_bytes());
         c.name("approximations");
         c.u64(self.approximations.len() as u64);
         for (k, v) in &self.approximations {
@@ -244,6 +335,38 @@ impl SessionParams {
                 "fixed-point fractional bits".into(),
                 &self.frac_bits,
                 &peer.frac_bits,
+            );
+        }
+        let (p, pp) = (&self.protocol, &peer.protocol);
+        let numeric: [(&str, u64, u64); 5] = [
+            ("IKNP chunk size", p.iknp_chunk, pp.iknp_chunk),
+            (
+                "garbled-table batch size",
+                p.gc_batch_ands,
+                pp.gc_batch_ands,
+            ),
+            ("DReLU bit width", p.drelu_bits.into(), pp.drelu_bits.into()),
+            (
+                "DReLU dropped low bits",
+                p.drelu_drop_low.into(),
+                pp.drelu_drop_low.into(),
+            ),
+            (
+                "DReLU digit bits",
+                p.drelu_digit_bits.into(),
+                pp.drelu_digit_bits.into(),
+            ),
+        ];
+        for (field, ours, theirs) in numeric {
+            if ours != theirs {
+                return diff(field.into(), &ours, &theirs);
+            }
+        }
+        if p.trunc_mode != pp.trunc_mode {
+            return diff(
+                "truncation mode".into(),
+                &trunc_mode_name(p.trunc_mode),
+                &trunc_mode_name(pp.trunc_mode),
             );
         }
         let keys: std::collections::BTreeSet<&String> = self
@@ -426,6 +549,30 @@ mod tests {
                 ..p.clone()
             },
             p.clone().with_approximation("exp.iterations", 9u32),
+            p.clone().with_protocol(ProtocolParams {
+                iknp_chunk: 1 << 13,
+                ..ProtocolParams::default()
+            }),
+            p.clone().with_protocol(ProtocolParams {
+                gc_batch_ands: 1024,
+                ..ProtocolParams::default()
+            }),
+            p.clone().with_protocol(ProtocolParams {
+                drelu_bits: 37,
+                ..ProtocolParams::default()
+            }),
+            p.clone().with_protocol(ProtocolParams {
+                drelu_drop_low: 8,
+                ..ProtocolParams::default()
+            }),
+            p.clone().with_protocol(ProtocolParams {
+                drelu_digit_bits: 3,
+                ..ProtocolParams::default()
+            }),
+            p.clone().with_protocol(ProtocolParams {
+                trunc_mode: TruncMode::Local,
+                ..ProtocolParams::default()
+            }),
             p.clone().with_approximation("softmax.clip", -14.000001),
             p.clone().with_approximation("extra", true),
             SessionParams {
@@ -479,6 +626,46 @@ mod tests {
             d.to_string(),
             "shape of model tensor `h.0.ln_1.weight` differs: ours [768], peer [1024]"
         );
+        // Protocol parameters are named, the truncation mode by its name.
+        let local = p.clone().with_protocol(ProtocolParams {
+            trunc_mode: TruncMode::Local,
+            ..ProtocolParams::default()
+        });
+        assert_eq!(
+            p.first_difference(&local).unwrap().to_string(),
+            "truncation mode differs: ours dealer-assisted, peer local"
+        );
+        let q = p.clone().with_protocol(ProtocolParams {
+            iknp_chunk: 1 << 13,
+            ..ProtocolParams::default()
+        });
+        assert_eq!(
+            p.first_difference(&q).unwrap().to_string(),
+            "IKNP chunk size differs: ours 4096, peer 8192"
+        );
+        let q = p.clone().with_protocol(ProtocolParams {
+            drelu_bits: 37,
+            gc_batch_ands: 64,
+            ..ProtocolParams::default()
+        });
+        assert_eq!(
+            p.first_difference(&q).unwrap().to_string(),
+            "garbled-table batch size differs: ours 4096, peer 64"
+        );
+        // The library configurations come out of the agreed values.
+        let d = ProtocolParams::default();
+        assert_eq!(d.iknp().unwrap(), IknpConfig::default());
+        assert_eq!(d.gc(7), GcConfig::new(7));
+        assert_eq!(d.drelu(), DreluParams::exact(64));
+        assert!(
+            ProtocolParams {
+                iknp_chunk: 100,
+                ..d
+            }
+            .iknp()
+            .is_err()
+        );
+
         // The first difference in canonical order wins.
         let q = SessionParams {
             frac_bits: 20,

@@ -436,6 +436,7 @@ impl CorrectionGen {
     }
 
     /// Produces the whole correction stream at once (the ideal dealer's shortcut).
+    #[cfg(any(test, feature = "insecure-ideal"))]
     pub(crate) fn collect_all(mut self) -> Vec<u64> {
         let mut out = Vec::with_capacity(self.remaining);
         while let Some(p) = self.next_piece(1 << 16) {

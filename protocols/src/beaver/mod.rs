@@ -14,7 +14,8 @@
 //!   compresses its output with seeds as CrypTen's trusted third party does (each party expands
 //!   its random parts from a per-session PRG seed, and only the correction share of each product
 //!   travels, to P1); [`dealer::serve_session`] is the dealer's side.
-//! - [`ideal`]: [`InsecureIdealDealer`], an in-process stand-in for tests and online benches.
+//! - `ideal`: `InsecureIdealDealer`, an in-process stand-in for tests and online benches,
+//!   compiled only for tests and with the `insecure-ideal` feature (never in the binaries).
 //! - [`ot_provider`]: [`OtTripleProvider`], dealer-free: elementwise triples and square pairs by
 //!   Gilboa products over correlated OTs; matrix-shaped requests are refused with their cost.
 //!
@@ -36,6 +37,7 @@ use crate::share::Party;
 
 pub mod dealer;
 mod expand;
+#[cfg(any(test, feature = "insecure-ideal"))]
 pub mod ideal;
 pub mod kernel;
 pub mod lookup;
@@ -46,7 +48,10 @@ pub mod weight;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod view_tests;
 
+#[cfg(any(test, feature = "insecure-ideal"))]
 pub use ideal::InsecureIdealDealer;
 pub use ops::{BilinearOp, beaver, beaver_many, square};
 pub use ot_provider::OtTripleProvider;
@@ -102,11 +107,12 @@ impl From<crate::ot::OtError> for BeaverError {
     }
 }
 
-/// Name of the command-line flag every binary requires before it uses [`InsecureIdealDealer`].
+/// Name of the command-line flag every binary requires before it uses an insecure ideal
+/// functionality (`InsecureIdealDealer`, or a fixed dealer seed).
 pub const INSECURE_IDEAL_DEALER_FLAG: &str = "--insecure-ideal-dealer";
 
 /// Fails unless the user passed [`INSECURE_IDEAL_DEALER_FLAG`]; binaries call this before they
-/// construct an [`InsecureIdealDealer`].
+/// construct an `InsecureIdealDealer` or use a fixed dealer seed.
 pub fn require_insecure_opt_in(flag_given: bool) -> Result<(), BeaverError> {
     if flag_given {
         tracing::warn!("using the INSECURE ideal dealer: the results are not private");

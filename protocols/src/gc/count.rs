@@ -1,4 +1,11 @@
 //! The counting backend: runs a circuit without values and counts what it would cost.
+//!
+//! Public constants are tracked as such ([`CountWire::Public`]) and folded exactly as the
+//! garbler and the evaluator fold them (an AND with a public input costs nothing), so the AND
+//! count is the number of tables the garbler sends. The garbler also recognises wires that
+//! *cancel* to a constant, such as `x ⊕ x`, which this backend counts as secret; the gadgets of
+//! [`super::word`] never build such wires (tested: every gadget's garbled AND count equals
+//! this backend's).
 
 use super::{Backend, GcError, RevealTo, Role, TABLE_BYTES};
 
@@ -32,7 +39,26 @@ impl GateCounts {
     }
 }
 
-/// Counts gates and AND depth. A wire is the AND depth of its value.
+/// A wire of [`Count`]: a public constant, or a secret value with its AND depth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CountWire {
+    /// A public constant (from [`Backend::constant`], or computed from constants only).
+    Public(bool),
+    /// A value that depends on an input, with the AND depth of its longest path.
+    Secret(u32),
+}
+
+impl CountWire {
+    /// The AND depth (0 for public constants).
+    pub fn depth(self) -> u32 {
+        match self {
+            CountWire::Public(_) => 0,
+            CountWire::Secret(d) => d,
+        }
+    }
+}
+
+/// Counts gates and AND depth. A wire is a [`CountWire`].
 #[derive(Clone, Debug, Default)]
 pub struct Count {
     counts: GateCounts,
@@ -61,32 +87,46 @@ impl Count {
 }
 
 impl Backend for Count {
-    type Wire = u32;
+    type Wire = CountWire;
     type Error = GcError;
 
     fn role(&self) -> Option<Role> {
         None
     }
 
-    fn constant(&mut self, _bit: bool) -> u32 {
-        0
+    fn constant(&mut self, bit: bool) -> CountWire {
+        CountWire::Public(bit)
     }
 
-    fn xor(&mut self, a: u32, b: u32) -> u32 {
+    fn xor(&mut self, a: CountWire, b: CountWire) -> CountWire {
         self.counts.xors += 1;
-        a.max(b)
+        match (a, b) {
+            (CountWire::Public(x), CountWire::Public(y)) => CountWire::Public(x ^ y),
+            _ => CountWire::Secret(a.depth().max(b.depth())),
+        }
     }
 
-    fn not(&mut self, a: u32) -> u32 {
+    fn not(&mut self, a: CountWire) -> CountWire {
         self.counts.nots += 1;
-        a
+        match a {
+            CountWire::Public(x) => CountWire::Public(!x),
+            s => s,
+        }
     }
 
-    async fn and(&mut self, a: u32, b: u32) -> Result<u32, GcError> {
-        self.counts.ands += 1;
-        let d = a.max(b) + 1;
-        self.counts.and_depth = self.counts.and_depth.max(d);
-        Ok(d)
+    async fn and(&mut self, a: CountWire, b: CountWire) -> Result<CountWire, GcError> {
+        Ok(match (a, b) {
+            (CountWire::Public(false), _) | (_, CountWire::Public(false)) => {
+                CountWire::Public(false)
+            }
+            (CountWire::Public(true), x) | (x, CountWire::Public(true)) => x,
+            (CountWire::Secret(x), CountWire::Secret(y)) => {
+                self.counts.ands += 1;
+                let d = x.max(y) + 1;
+                self.counts.and_depth = self.counts.and_depth.max(d);
+                CountWire::Secret(d)
+            }
+        })
     }
 
     async fn input(
@@ -94,7 +134,7 @@ impl Backend for Count {
         owner: Role,
         n: usize,
         bits: Option<&[bool]>,
-    ) -> Result<Vec<u32>, GcError> {
+    ) -> Result<Vec<CountWire>, GcError> {
         if let Some(b) = bits
             && b.len() != n
         {
@@ -107,22 +147,26 @@ impl Backend for Count {
             Role::Garbler => self.counts.garbler_inputs += n as u64,
             Role::Evaluator => self.counts.evaluator_inputs += n as u64,
         }
-        Ok(vec![0; n])
+        Ok(vec![CountWire::Secret(0); n])
     }
 
-    async fn reveal(&mut self, wires: &[u32], _to: RevealTo) -> Result<Option<Vec<bool>>, GcError> {
+    async fn reveal(
+        &mut self,
+        wires: &[CountWire],
+        _to: RevealTo,
+    ) -> Result<Option<Vec<bool>>, GcError> {
         self.counts.revealed += wires.len() as u64;
         self.counts.reveal_calls += 1;
         Ok(None)
     }
 
-    fn share(&mut self, wires: &[u32]) -> Result<Vec<bool>, GcError> {
+    fn share(&mut self, wires: &[CountWire]) -> Result<Vec<bool>, GcError> {
         Ok(vec![false; wires.len()])
     }
 
     async fn arith_shares(
         &mut self,
-        words: &[Vec<u32>],
+        words: &[Vec<CountWire>],
         _signed: bool,
     ) -> Result<Vec<u64>, GcError> {
         self.counts.b2a_bits += words.iter().map(|w| w.len() as u64).sum::<u64>();

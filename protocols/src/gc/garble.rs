@@ -1,18 +1,36 @@
 //! Half-gates garbling (Zahur-Rosulek-Evans 2015) and evaluation: the synchronous cores and
 //! the streaming [`Garbler`] / [`Evaluator`] backends over a channel.
 //!
-//! For an AND gate number `k` with input zero-labels `A0`, `B0`, permute bits
-//! `pa = lsb(A0)`, `pb = lsb(B0)`, tweaks `j = 2k`, `j' = 2k + 1` and `H = TCCR`:
-//! - generator half: `TG = H(j, A0) ⊕ H(j, A1) ⊕ pb·Δ`, `WG0 = H(j, A0) ⊕ pa·TG`;
-//! - evaluator half: `TE = H(j', B0) ⊕ H(j', B1) ⊕ A0`, `WE0 = H(j', B0) ⊕ pb·(TE ⊕ A0)`;
+//! For an AND gate with input zero-labels `A0`, `B0`, permute bits `pa = lsb(A0)`,
+//! `pb = lsb(B0)`, a fresh tweak index `j` and `H = TCCR`, with the two halves' tweaks
+//! `g = (GcGarblerHalf, j)` and `e = (GcEvaluatorHalf, j)` ([`TweakDomain`]):
+//! - generator half: `TG = H(g, A0) ⊕ H(g, A1) ⊕ pb·Δ`, `WG0 = H(g, A0) ⊕ pa·TG`;
+//! - evaluator half: `TE = H(e, B0) ⊕ H(e, B1) ⊕ A0`, `WE0 = H(e, B0) ⊕ pb·(TE ⊕ A0)`;
 //! - output zero-label `C0 = WG0 ⊕ WE0`; the table is `(TG, TE)`, 32 bytes.
 //!
 //! The evaluator with labels `Wa`, `Wb` computes
-//! `Wc = H(j, Wa) ⊕ lsb(Wa)·TG ⊕ H(j', Wb) ⊕ lsb(Wb)·(TE ⊕ Wa)`.
+//! `Wc = H(g, Wa) ⊕ lsb(Wa)·TG ⊕ H(e, Wb) ⊕ lsb(Wb)·(TE ⊕ Wa)`.
+//!
+//! **Tweaks.** The cores take the tweak index from the caller. [`Garbler`] and [`Evaluator`]
+//! reserve it from the correlated-OT source's [`TweakCounter`](crate::ot::TweakCounter)
+//! ([`CotSender::tweaks`] / [`CotReceiver::tweaks`]), which is shared by every session and every
+//! other hash under the same `Δ` and is never reset: no tweak is used twice under one `Δ`. The
+//! session header carries the counter's value, so two parties whose counters disagree stop at
+//! once with an error instead of computing garbage.
+//!
+//! **Public constants are folded.** A wire whose value is public has a fixed public label:
+//! the evaluator holds `0` for `false` and [`PUBLIC_TRUE`] for `true`, the garbler's zero-labels
+//! are `0` and `PUBLIC_TRUE ⊕ Δ`. NOT is XOR with the constant `true`, so these labels are closed
+//! under XOR and NOT, and both parties recognise a public wire by its label alone (a secret
+//! label equals one of them with probability `2^-127`). An AND with a public input is never
+//! garbled: `x ∧ 0 = 0`, `x ∧ 1 = x`, no table, no tweak, no hash. So a garbled table never
+//! hashes a label that the evaluator could know in both versions, and constant-heavy gadgets
+//! (index multiplexers of argmax, clipping to constant bounds) cost fewer ANDs. The check is two
+//! 128-bit comparisons per input on the bulk path, done once per call before the hashing.
 
 use crate::block::Block;
 use crate::channel::{Channel, ChannelError};
-use crate::hash::{BATCH, FIXED_KEY_AES};
+use crate::hash::{BATCH, FIXED_KEY_AES, TweakDomain};
 use crate::ot::{CotReceiver, CotSender};
 use crate::prg::Prg;
 
@@ -24,17 +42,19 @@ pub const TABLE_BYTES: usize = 32;
 /// Largest batch size (AND tables per message) a session may agree on (2 MiB messages).
 pub const MAX_BATCH_ANDS: usize = 1 << 16;
 
+/// The evaluator's (public) label of a wire whose value is the public constant `true`; the
+/// garbler's zero-label of that wire is `PUBLIC_TRUE ⊕ Δ`. The constant `false` has label `0`
+/// on both sides.
+pub const PUBLIC_TRUE: Block = Block(1);
+
 /// Gates hashed together by the batched cores (4 hashes per gate for the garbler fill one
 /// [`BATCH`] of AES blocks).
 const GATE_CHUNK: usize = BATCH / 4;
 
-/// Session header: magic, version, circuit id, batch size.
+/// Session header: magic, version, circuit id, batch size, first tweak index.
 const MAGIC: [u8; 4] = *b"PLGC";
-const VERSION: u32 = 1;
-const HEADER_LEN: usize = 20;
-
-/// Tweak domain of the B2A hashes (disjoint from the gate tweaks `2k`, `2k + 1`).
-const B2A_TWEAK: u128 = 1 << 127;
+const VERSION: u32 = 2;
+pub(super) const HEADER_LEN: usize = 28;
 
 /// AGREEMENT parameters of a garbled-circuit session; both parties must use equal values (the
 /// evaluator checks them against the garbler's header).
@@ -47,13 +67,16 @@ pub struct GcConfig {
     pub batch_ands: usize,
 }
 
+/// Default [`GcConfig::batch_ands`]: 4096 tables (128 KiB messages).
+pub const DEFAULT_BATCH_ANDS: usize = 4096;
+
 impl GcConfig {
-    /// A configuration for circuit `circuit_id` with the default batch of 4096 tables (128 KiB
-    /// messages).
+    /// A configuration for circuit `circuit_id` with the default batch of
+    /// [`DEFAULT_BATCH_ANDS`] tables.
     pub fn new(circuit_id: u64) -> Self {
         GcConfig {
             circuit_id,
-            batch_ands: 4096,
+            batch_ands: DEFAULT_BATCH_ANDS,
         }
     }
 
@@ -67,19 +90,64 @@ impl GcConfig {
         Ok(())
     }
 
-    pub(super) fn encode(&self) -> [u8; HEADER_LEN] {
+    /// The session header for a session whose first tweak index is `first_tweak`.
+    pub(super) fn encode(&self, first_tweak: u64) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[..4].copy_from_slice(&MAGIC);
         h[4..8].copy_from_slice(&VERSION.to_le_bytes());
         h[8..16].copy_from_slice(&self.circuit_id.to_le_bytes());
         h[16..20].copy_from_slice(&(self.batch_ands as u32).to_le_bytes());
+        h[20..28].copy_from_slice(&first_tweak.to_le_bytes());
         h
     }
 }
 
+/// If an AND gate has a public input, its output without garbling. `one` is this party's label
+/// of the public `true` (the evaluator's [`PUBLIC_TRUE`], the garbler's `PUBLIC_TRUE ⊕ Δ`).
 #[inline]
-fn tweak(j: u64) -> Block {
-    Block(j as u128)
+fn fold(a: Block, b: Block, one: Block) -> Option<Block> {
+    if a == Block::ZERO || b == Block::ZERO {
+        Some(Block::ZERO)
+    } else if a == one {
+        Some(b)
+    } else if b == one {
+        Some(a)
+    } else {
+        None
+    }
+}
+
+/// Whether any input of a bulk AND is public (then the slow, folding path runs).
+#[inline]
+fn any_public(a: &[Block], b: &[Block], one: Block) -> bool {
+    a.iter().chain(b).any(|&x| x == Block::ZERO || x == one)
+}
+
+/// The AND gates of a bulk call that need garbling: their operands and positions, the public
+/// ones' outputs already in `out`.
+struct Secret {
+    a: Vec<Block>,
+    b: Vec<Block>,
+    pos: Vec<usize>,
+}
+
+fn split_public(a: &[Block], b: &[Block], one: Block, out: &mut [Block]) -> Secret {
+    let mut s = Secret {
+        a: Vec::with_capacity(a.len()),
+        b: Vec::with_capacity(a.len()),
+        pos: Vec::with_capacity(a.len()),
+    };
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        match fold(x, y, one) {
+            Some(c) => out[i] = c,
+            None => {
+                s.a.push(x);
+                s.b.push(y);
+                s.pos.push(i);
+            }
+        }
+    }
+    s
 }
 
 #[inline]
@@ -95,18 +163,20 @@ fn get_table(t: &[u8]) -> (Block, Block) {
     (tg, te)
 }
 
-/// The synchronous half-gates garbling core: the global offset and the gate counter. Tables
-/// are appended to a caller-provided buffer ([`TABLE_BYTES`] per gate).
+/// The synchronous half-gates garbling core: the global offset and the AND count. Tables are
+/// appended to a caller-provided buffer ([`TABLE_BYTES`] per gate). The caller supplies the
+/// tweak indices and must never repeat one under the same `Δ` ([`Garbler`] reserves them
+/// from the COT sender's [`TweakCounter`](crate::ot::TweakCounter)).
 #[derive(Clone)]
 pub struct GarbleCore {
     delta: Block,
-    gate: u64,
+    ands: u64,
 }
 
 impl std::fmt::Debug for GarbleCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GarbleCore")
-            .field("gate", &self.gate)
+            .field("ands", &self.ands)
             .finish_non_exhaustive()
     }
 }
@@ -117,7 +187,7 @@ impl GarbleCore {
         if !delta.lsb() {
             return Err(GcError::usage("the free-XOR offset must have lsb 1"));
         }
-        Ok(GarbleCore { delta, gate: 0 })
+        Ok(GarbleCore { delta, ands: 0 })
     }
 
     /// The free-XOR offset.
@@ -127,18 +197,18 @@ impl GarbleCore {
 
     /// AND gates garbled so far.
     pub fn ands(&self) -> u64 {
-        self.gate
+        self.ands
     }
 
-    /// Garbles one AND gate; returns the output zero-label.
-    pub fn and(&mut self, a0: Block, b0: Block, tables: &mut Vec<u8>) -> Block {
+    /// Garbles one AND gate with tweak index `tweak`; returns the output zero-label.
+    pub fn and(&mut self, a0: Block, b0: Block, tweak: u64, tables: &mut Vec<u8>) -> Block {
         let d = self.delta;
-        let j = 2 * self.gate;
-        self.gate += 1;
+        self.ands += 1;
         let xs = [a0, a0 ^ d, b0, b0 ^ d];
-        let tw = [tweak(j), tweak(j), tweak(j + 1), tweak(j + 1)];
+        let g = TweakDomain::GcGarblerHalf.tweak(tweak);
+        let e = TweakDomain::GcEvaluatorHalf.tweak(tweak);
         let mut h = [Block::ZERO; 4];
-        FIXED_KEY_AES.tccr_many(&tw, &xs, &mut h);
+        FIXED_KEY_AES.tccr_many(&[g, g, e, e], &xs, &mut h);
         let (c0, tg, te) = Self::finish_gate(d, a0, b0, &h);
         put_table(tables, tg, te);
         c0
@@ -155,12 +225,13 @@ impl GarbleCore {
         (wg ^ we, tg, te)
     }
 
-    /// Garbles independent AND gates `a0[i] ∧ b0[i]` in batches; appends the output
-    /// zero-labels to `out` and the tables to `tables`.
+    /// Garbles independent AND gates `a0[i] ∧ b0[i]` with tweak indices `first_tweak + i`, in
+    /// batches; appends the output zero-labels to `out` and the tables to `tables`.
     pub fn and_many(
         &mut self,
         a0: &[Block],
         b0: &[Block],
+        first_tweak: u64,
         out: &mut Vec<Block>,
         tables: &mut Vec<u8>,
     ) {
@@ -171,20 +242,22 @@ impl GarbleCore {
         let mut h = [Block::ZERO; BATCH];
         tables.reserve(a0.len() * TABLE_BYTES);
         out.reserve(a0.len());
+        let mut j = first_tweak;
         for (ca, cb) in a0.chunks(GATE_CHUNK).zip(b0.chunks(GATE_CHUNK)) {
             let n = ca.len();
             for i in 0..n {
-                let j = 2 * (self.gate + i as u64);
+                let g = TweakDomain::GcGarblerHalf.tweak(j + i as u64);
+                let e = TweakDomain::GcEvaluatorHalf.tweak(j + i as u64);
                 xs[4 * i] = ca[i];
                 xs[4 * i + 1] = ca[i] ^ d;
                 xs[4 * i + 2] = cb[i];
                 xs[4 * i + 3] = cb[i] ^ d;
-                tw[4 * i] = tweak(j);
-                tw[4 * i + 1] = tweak(j);
-                tw[4 * i + 2] = tweak(j + 1);
-                tw[4 * i + 3] = tweak(j + 1);
+                tw[4 * i] = g;
+                tw[4 * i + 1] = g;
+                tw[4 * i + 2] = e;
+                tw[4 * i + 3] = e;
             }
-            self.gate += n as u64;
+            j += n as u64;
             FIXED_KEY_AES.tccr_many(&tw[..4 * n], &xs[..4 * n], &mut h[..4 * n]);
             for i in 0..n {
                 let (c0, tg, te) = Self::finish_gate(d, ca[i], cb[i], &h[4 * i..4 * i + 4]);
@@ -192,39 +265,51 @@ impl GarbleCore {
                 out.push(c0);
             }
         }
+        self.ands += a0.len() as u64;
     }
 }
 
-/// The synchronous half-gates evaluation core: the gate counter.
+/// The synchronous half-gates evaluation core: the AND count. The caller supplies the same
+/// tweak indices the garbler used.
 #[derive(Clone, Debug, Default)]
 pub struct EvalCore {
-    gate: u64,
+    ands: u64,
 }
 
 impl EvalCore {
-    /// A core at gate 0.
+    /// A core that has evaluated nothing.
     pub fn new() -> Self {
         EvalCore::default()
     }
 
     /// AND gates evaluated so far.
     pub fn ands(&self) -> u64 {
-        self.gate
+        self.ands
     }
 
-    /// Evaluates one AND gate with its 32-byte table.
-    pub fn and(&mut self, a: Block, b: Block, table: &[u8]) -> Block {
-        let j = 2 * self.gate;
-        self.gate += 1;
+    /// Evaluates one AND gate with its 32-byte table and tweak index `tweak`.
+    pub fn and(&mut self, a: Block, b: Block, tweak: u64, table: &[u8]) -> Block {
+        self.ands += 1;
         let mut h = [Block::ZERO; 2];
-        FIXED_KEY_AES.tccr_many(&[tweak(j), tweak(j + 1)], &[a, b], &mut h);
+        let tw = [
+            TweakDomain::GcGarblerHalf.tweak(tweak),
+            TweakDomain::GcEvaluatorHalf.tweak(tweak),
+        ];
+        FIXED_KEY_AES.tccr_many(&tw, &[a, b], &mut h);
         let (tg, te) = get_table(table);
         h[0] ^ tg.select(a.lsb()) ^ h[1] ^ (te ^ a).select(b.lsb())
     }
 
-    /// Evaluates independent AND gates with their tables (`32 · a.len()` bytes); appends the
-    /// output labels to `out`.
-    pub fn and_many(&mut self, a: &[Block], b: &[Block], tables: &[u8], out: &mut Vec<Block>) {
+    /// Evaluates independent AND gates with their tables (`32 · a.len()` bytes) and tweak
+    /// indices `first_tweak + i`; appends the output labels to `out`.
+    pub fn and_many(
+        &mut self,
+        a: &[Block],
+        b: &[Block],
+        first_tweak: u64,
+        tables: &[u8],
+        out: &mut Vec<Block>,
+    ) {
         assert_eq!(a.len(), b.len(), "and_many: operand lengths differ");
         assert_eq!(
             tables.len(),
@@ -236,6 +321,7 @@ impl EvalCore {
         let mut tw = [Block::ZERO; BATCH];
         let mut h = [Block::ZERO; BATCH];
         out.reserve(a.len());
+        let mut j = first_tweak;
         for ((ca, cb), ct) in a
             .chunks(CHUNK)
             .zip(b.chunks(CHUNK))
@@ -243,13 +329,12 @@ impl EvalCore {
         {
             let n = ca.len();
             for i in 0..n {
-                let j = 2 * (self.gate + i as u64);
                 xs[2 * i] = ca[i];
                 xs[2 * i + 1] = cb[i];
-                tw[2 * i] = tweak(j);
-                tw[2 * i + 1] = tweak(j + 1);
+                tw[2 * i] = TweakDomain::GcGarblerHalf.tweak(j + i as u64);
+                tw[2 * i + 1] = TweakDomain::GcEvaluatorHalf.tweak(j + i as u64);
             }
-            self.gate += n as u64;
+            j += n as u64;
             FIXED_KEY_AES.tccr_many(&tw[..2 * n], &xs[..2 * n], &mut h[..2 * n]);
             for i in 0..n {
                 let (tg, te) = get_table(&ct[TABLE_BYTES * i..TABLE_BYTES * (i + 1)]);
@@ -259,15 +344,16 @@ impl EvalCore {
                 );
             }
         }
+        self.ands += a.len() as u64;
     }
 }
 
-/// Hashes COT outputs to 64-bit values for B2A, with the running counter as tweak.
-fn b2a_hash(counter: &mut u64, xs: &[Block]) -> Vec<u64> {
+/// Hashes COT outputs to 64-bit values for Y2A, with tweak indices `first + i` (reserved from
+/// the correlation's counter by the caller).
+pub(super) fn arith_hash(first: u64, xs: &[Block]) -> Vec<u64> {
     let tw: Vec<Block> = (0..xs.len() as u64)
-        .map(|i| Block(B2A_TWEAK | (*counter + i) as u128))
+        .map(|i| TweakDomain::GcArith.tweak(first + i))
         .collect();
-    *counter += xs.len() as u64;
     let mut h = vec![Block::ZERO; xs.len()];
     FIXED_KEY_AES.tccr_many(&tw, xs, &mut h);
     h.into_iter().map(|b| b.0 as u64).collect()
@@ -303,10 +389,11 @@ pub struct Garbler<'a, C: Channel, S: CotSender> {
     ch: &'a mut C,
     cot: &'a mut S,
     core: GarbleCore,
+    /// This party's zero-label of the public `true`: `PUBLIC_TRUE ⊕ Δ`.
+    one: Block,
     prg: Prg,
     cfg: GcConfig,
     tables: Vec<u8>,
-    b2a_counter: u64,
 }
 
 impl<C: Channel, S: CotSender> std::fmt::Debug for Garbler<'_, C, S> {
@@ -319,8 +406,11 @@ impl<C: Channel, S: CotSender> std::fmt::Debug for Garbler<'_, C, S> {
 }
 
 impl<'a, C: Channel, S: CotSender> Garbler<'a, C, S> {
-    /// Starts a session: sends the header. The free-XOR offset is the COT sender's `delta`;
-    /// `rng` seeds the labels of garbler-owned inputs.
+    /// Starts a session: sends the header. The free-XOR offset is the COT sender's `delta`,
+    /// and gate tweaks come from its [`CotSender::tweaks`] (the header carries the counter's
+    /// current value, which the evaluator checks against its mirror); `rng` seeds the labels
+    /// of garbler-owned inputs. Any number of sessions may run over one sender, one after the
+    /// other.
     pub async fn new<R: rand_core::CryptoRng + ?Sized>(
         ch: &'a mut C,
         cot: &'a mut S,
@@ -331,15 +421,15 @@ impl<'a, C: Channel, S: CotSender> Garbler<'a, C, S> {
         let core = GarbleCore::new(cot.delta())?;
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
-        ch.send_bytes(&cfg.encode()).await?;
+        ch.send_bytes(&cfg.encode(cot.tweaks().used())).await?;
         Ok(Garbler {
             ch,
+            one: PUBLIC_TRUE ^ core.delta,
             cot,
             core,
             prg: Prg::from_seed(seed),
             tables: Vec::with_capacity(cfg.batch_ands * TABLE_BYTES),
             cfg,
-            b2a_counter: 0,
         })
     }
 
@@ -354,6 +444,29 @@ impl<'a, C: Channel, S: CotSender> Garbler<'a, C, S> {
             self.tables.clear();
         }
         Ok(())
+    }
+
+    /// Garbles independent gates without public inputs, batch by batch, with fresh tweaks.
+    async fn garble_many(&mut self, a: &[Block], b: &[Block]) -> Result<Vec<Block>, GcError> {
+        let mut out = Vec::with_capacity(a.len());
+        let mut i = 0;
+        while i < a.len() {
+            let room = self.cfg.batch_ands - self.tables.len() / TABLE_BYTES;
+            let k = room.min(a.len() - i);
+            let first = self.cot.tweaks().reserve(k as u64);
+            self.core.and_many(
+                &a[i..i + k],
+                &b[i..i + k],
+                first,
+                &mut out,
+                &mut self.tables,
+            );
+            i += k;
+            if self.tables.len() >= self.cfg.batch_ands * TABLE_BYTES {
+                self.send_batch().await?;
+            }
+        }
+        Ok(out)
     }
 
     /// Sends the tables garbled so far (a synchronisation point; inputs, outputs and
@@ -382,7 +495,7 @@ impl<C: Channel, S: CotSender> Backend for Garbler<'_, C, S> {
     }
 
     fn constant(&mut self, bit: bool) -> Block {
-        self.core.delta.select(bit)
+        self.one.select(bit)
     }
 
     fn xor(&mut self, a: Block, b: Block) -> Block {
@@ -390,11 +503,15 @@ impl<C: Channel, S: CotSender> Backend for Garbler<'_, C, S> {
     }
 
     fn not(&mut self, a: Block) -> Block {
-        a ^ self.core.delta
+        a ^ self.one
     }
 
     async fn and(&mut self, a: Block, b: Block) -> Result<Block, GcError> {
-        let c = self.core.and(a, b, &mut self.tables);
+        if let Some(c) = fold(a, b, self.one) {
+            return Ok(c);
+        }
+        let j = self.cot.tweaks().reserve(1);
+        let c = self.core.and(a, b, j, &mut self.tables);
         if self.tables.len() >= self.cfg.batch_ands * TABLE_BYTES {
             self.send_batch().await?;
         }
@@ -403,17 +520,14 @@ impl<C: Channel, S: CotSender> Backend for Garbler<'_, C, S> {
 
     async fn and_n(&mut self, a: &[Block], b: &[Block]) -> Result<Vec<Block>, GcError> {
         check_len(a.len(), b.len(), "and_n")?;
-        let mut out = Vec::with_capacity(a.len());
-        let mut i = 0;
-        while i < a.len() {
-            let room = self.cfg.batch_ands - self.tables.len() / TABLE_BYTES;
-            let k = room.min(a.len() - i);
-            self.core
-                .and_many(&a[i..i + k], &b[i..i + k], &mut out, &mut self.tables);
-            i += k;
-            if self.tables.len() >= self.cfg.batch_ands * TABLE_BYTES {
-                self.send_batch().await?;
-            }
+        if !any_public(a, b, self.one) {
+            return self.garble_many(a, b).await;
+        }
+        let mut out = vec![Block::ZERO; a.len()];
+        let s = split_public(a, b, self.one, &mut out);
+        let g = self.garble_many(&s.a, &s.b).await?;
+        for (i, c) in s.pos.into_iter().zip(g) {
+            out[i] = c;
         }
         Ok(out)
     }
@@ -499,11 +613,11 @@ impl<C: Channel, S: CotSender> Backend for Garbler<'_, C, S> {
         }
         self.send_batch().await?;
         let q = self.cot.send_cot(&mut *self.ch, bits.len()).await?;
+        let first = self.cot.tweaks().reserve(bits.len() as u64);
         let d = self.core.delta;
         let q1: Vec<Block> = q.iter().map(|&x| x ^ d).collect();
-        let mut c0 = self.b2a_counter;
-        let h0 = b2a_hash(&mut c0, &q);
-        let h1 = b2a_hash(&mut self.b2a_counter, &q1);
+        let h0 = arith_hash(first, &q);
+        let h1 = arith_hash(first, &q1);
         let mut corr = Vec::with_capacity(bits.len());
         for (i, (k, w)) in weights(words, signed).into_iter().enumerate() {
             let p = bits[i].lsb();
@@ -530,7 +644,6 @@ pub struct Evaluator<'a, C: Channel, R: CotReceiver> {
     tables: Vec<u8>,
     pos: usize,
     short: bool,
-    b2a_counter: u64,
 }
 
 impl<C: Channel, R: CotReceiver> std::fmt::Debug for Evaluator<'_, C, R> {
@@ -543,14 +656,16 @@ impl<C: Channel, R: CotReceiver> std::fmt::Debug for Evaluator<'_, C, R> {
 }
 
 impl<'a, C: Channel, R: CotReceiver> Evaluator<'a, C, R> {
-    /// Joins a session: receives the garbler's header and aborts if its version, circuit id
-    /// or batch size differs from `cfg`.
+    /// Joins a session: receives the garbler's header and aborts if its version, circuit id,
+    /// batch size or first tweak index differs from `cfg` and this receiver's
+    /// [`CotReceiver::tweaks`] (the mirror of the garbler's sender counter).
     pub async fn new(ch: &'a mut C, cot: &'a mut R, cfg: GcConfig) -> Result<Self, GcError> {
         cfg.validate()?;
         let mut h = [0u8; HEADER_LEN];
         ch.recv_bytes_into(&mut h, "garbled-circuit session header")
             .await?;
-        let mine = cfg.encode();
+        let first_tweak = cot.tweaks().used();
+        let mine = cfg.encode(first_tweak);
         let mut ev = Evaluator {
             ch,
             cot,
@@ -559,7 +674,6 @@ impl<'a, C: Channel, R: CotReceiver> Evaluator<'a, C, R> {
             tables: Vec::new(),
             pos: 0,
             short: false,
-            b2a_counter: 0,
         };
         if h != mine {
             let u32_at =
@@ -579,11 +693,17 @@ impl<'a, C: Channel, R: CotReceiver> Evaluator<'a, C, R> {
                     cfg.circuit_id,
                     u64_at(&h, 8)
                 )
-            } else {
+            } else if u32_at(&h, 16) as usize != cfg.batch_ands {
                 format!(
                     "garbled-table batch size not agreed: ours {} ANDs, the garbler's {}",
                     cfg.batch_ands,
                     u32_at(&h, 16)
+                )
+            } else {
+                format!(
+                    "hash-tweak counters out of step: ours is at {first_tweak}, the garbler's at \
+                     {} (the two correlated-OT ends were not used alike)",
+                    u64_at(&h, 20)
                 )
             };
             return Err(ev.fail(reason).await);
@@ -640,6 +760,25 @@ impl<'a, C: Channel, R: CotReceiver> Evaluator<'a, C, R> {
         Ok(())
     }
 
+    /// Evaluates independent gates without public inputs, table batch by table batch, with
+    /// the tweaks the garbler used.
+    async fn evaluate_many(&mut self, a: &[Block], b: &[Block]) -> Result<Vec<Block>, GcError> {
+        let mut out = Vec::with_capacity(a.len());
+        let mut i = 0;
+        while i < a.len() {
+            self.need_tables().await?;
+            let avail = (self.tables.len() - self.pos) / TABLE_BYTES;
+            let k = avail.min(a.len() - i);
+            let first = self.cot.tweaks().reserve(k as u64);
+            let t = &self.tables[self.pos..self.pos + k * TABLE_BYTES];
+            self.core
+                .and_many(&a[i..i + k], &b[i..i + k], first, t, &mut out);
+            self.pos += k * TABLE_BYTES;
+            i += k;
+        }
+        Ok(out)
+    }
+
     /// At a synchronisation point every table received must have been used.
     async fn sync_point(&mut self, what: &str) -> Result<(), GcError> {
         if self.pos < self.tables.len() {
@@ -680,8 +819,8 @@ impl<C: Channel, R: CotReceiver> Backend for Evaluator<'_, C, R> {
         Some(Role::Evaluator)
     }
 
-    fn constant(&mut self, _bit: bool) -> Block {
-        Block::ZERO
+    fn constant(&mut self, bit: bool) -> Block {
+        PUBLIC_TRUE.select(bit)
     }
 
     fn xor(&mut self, a: Block, b: Block) -> Block {
@@ -689,28 +828,30 @@ impl<C: Channel, R: CotReceiver> Backend for Evaluator<'_, C, R> {
     }
 
     fn not(&mut self, a: Block) -> Block {
-        a
+        a ^ PUBLIC_TRUE
     }
 
     async fn and(&mut self, a: Block, b: Block) -> Result<Block, GcError> {
+        if let Some(c) = fold(a, b, PUBLIC_TRUE) {
+            return Ok(c);
+        }
         self.need_tables().await?;
+        let j = self.cot.tweaks().reserve(1);
         let t = &self.tables[self.pos..self.pos + TABLE_BYTES];
         self.pos += TABLE_BYTES;
-        Ok(self.core.and(a, b, t))
+        Ok(self.core.and(a, b, j, t))
     }
 
     async fn and_n(&mut self, a: &[Block], b: &[Block]) -> Result<Vec<Block>, GcError> {
         check_len(a.len(), b.len(), "and_n")?;
-        let mut out = Vec::with_capacity(a.len());
-        let mut i = 0;
-        while i < a.len() {
-            self.need_tables().await?;
-            let avail = (self.tables.len() - self.pos) / TABLE_BYTES;
-            let k = avail.min(a.len() - i);
-            let t = &self.tables[self.pos..self.pos + k * TABLE_BYTES];
-            self.core.and_many(&a[i..i + k], &b[i..i + k], t, &mut out);
-            self.pos += k * TABLE_BYTES;
-            i += k;
+        if !any_public(a, b, PUBLIC_TRUE) {
+            return self.evaluate_many(a, b).await;
+        }
+        let mut out = vec![Block::ZERO; a.len()];
+        let s = split_public(a, b, PUBLIC_TRUE, &mut out);
+        let g = self.evaluate_many(&s.a, &s.b).await?;
+        for (i, c) in s.pos.into_iter().zip(g) {
+            out[i] = c;
         }
         Ok(out)
     }
@@ -789,7 +930,8 @@ impl<C: Channel, R: CotReceiver> Backend for Evaluator<'_, C, R> {
         self.sync_point("a conversion to arithmetic shares").await?;
         let e: Vec<bool> = bits.iter().map(|w| w.lsb()).collect();
         let t = self.cot.recv_cot(&mut *self.ch, &e).await?;
-        let h = b2a_hash(&mut self.b2a_counter, &t);
+        let first = self.cot.tweaks().reserve(bits.len() as u64);
+        let h = arith_hash(first, &t);
         let corr = self
             .ch
             .recv_u64s(bits.len(), "B2A correction words")

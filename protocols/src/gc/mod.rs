@@ -8,7 +8,10 @@
 //! point-and-permute (the permute bit of a wire is `lsb(W0)`), and two ciphertexts (32 bytes)
 //! per AND gate. Labels are hashed with the tweakable circular correlation-robust hash
 //! `TCCR(i, x) = π(π(x) ⊕ i) ⊕ π(x)` built from fixed-key AES (Guo, Katz, Wang, Yu, IEEE S&P
-//! 2020; [`crate::hash`]), with the gate index as the tweak. Evaluator-owned inputs come from
+//! 2020; [`crate::hash`]), with tweaks reserved from the correlated-OT source's
+//! [`TweakCounter`](crate::ot::TweakCounter) so that no tweak repeats under one `Δ`, across
+//! sessions. An AND gate with a public constant input is folded, never garbled (see
+//! [`PUBLIC_TRUE`] and `docs/protocols/gc.md`). Evaluator-owned inputs come from
 //! correlated OT whose global correlation *is* the garbler's `Δ` ([`crate::ot::CotSender`]):
 //! the garbler's zero-label is the sender's `q_i`, the evaluator's label is
 //! `t_i = q_i ⊕ b_i·Δ`. Security: semi-honest.
@@ -64,10 +67,15 @@ mod plain;
 pub mod word;
 
 #[cfg(test)]
+mod security_tests;
+#[cfg(test)]
 mod tests;
 
-pub use count::{Count, GateCounts};
-pub use garble::{EvalCore, Evaluator, GarbleCore, Garbler, GcConfig, MAX_BATCH_ANDS, TABLE_BYTES};
+pub use count::{Count, CountWire, GateCounts};
+pub use garble::{
+    DEFAULT_BATCH_ANDS, EvalCore, Evaluator, GarbleCore, Garbler, GcConfig, MAX_BATCH_ANDS,
+    PUBLIC_TRUE, TABLE_BYTES,
+};
 pub use plain::Plain;
 
 /// The two roles of a garbled-circuit session.
@@ -133,7 +141,8 @@ impl GcError {
 /// synchronous; AND gates, inputs and outputs may communicate and are `async`. The bulk
 /// variants have default loops; backends override them where batching pays.
 pub trait Backend: Send {
-    /// A wire: a `bool` ([`Plain`]), an AND depth ([`Count`]), a label (garbler/evaluator).
+    /// A wire: a `bool` ([`Plain`]), a [`CountWire`] ([`Count`]), a label
+    /// (garbler/evaluator).
     type Wire: Copy + Send + Sync + 'static;
     /// The backend's error; gadgets report misuse through `From<GcError>`.
     type Error: std::error::Error + From<GcError> + Send + Sync + 'static;
@@ -150,7 +159,7 @@ pub trait Backend: Send {
     /// `¬a` (free).
     fn not(&mut self, a: Self::Wire) -> Self::Wire;
 
-    /// `a ∧ b` (one garbled AND: 32 bytes on the wire).
+    /// `a ∧ b` (one garbled AND: 32 bytes on the wire; free if an input is a public constant).
     fn and(
         &mut self,
         a: Self::Wire,

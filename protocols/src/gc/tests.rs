@@ -287,7 +287,7 @@ async fn count(op: Op, l: usize, n: usize) -> GateCounts {
         }
         Op::Mul => drop(word::mul(&mut c, x, y).await.unwrap()),
         Op::MaxMany | Op::Argmax => {
-            let all: Vec<Vec<u32>> = xw.chunks(l).map(|w| w.to_vec()).collect();
+            let all: Vec<Vec<CountWire>> = xw.chunks(l).map(|w| w.to_vec()).collect();
             if matches!(op, Op::MaxMany) {
                 drop(word::max_many(&mut c, &all).await.unwrap());
             } else {
@@ -307,11 +307,46 @@ fn ceil_log2(n: usize) -> u32 {
     usize::BITS - n.saturating_sub(1).leading_zeros()
 }
 
+/// ANDs of the index multiplexers of `argmax` over `n` words, by following which index bits
+/// are public constants (an AND with a public bit is free): an independent model of the tree
+/// in `word::argmax` at the level of bit values, not wires.
+pub(super) fn argmax_index_ands(n: usize) -> u64 {
+    let k = index_width(n);
+    // Some(bit) = public constant, None = secret.
+    let mut idx: Vec<Vec<Option<bool>>> = (0..n)
+        .map(|i| (0..k).map(|j| Some((i >> j) & 1 == 1)).collect())
+        .collect();
+    let mut ands = 0;
+    while idx.len() > 1 {
+        let mut next = Vec::new();
+        for p in idx.chunks(2) {
+            if p.len() == 1 {
+                next.push(p[0].clone());
+                continue;
+            }
+            let (f, t) = (&p[0], &p[1]);
+            let w = (0..k)
+                .map(|j| match (t[j], f[j]) {
+                    (Some(x), Some(y)) if x == y => Some(x),
+                    (Some(_), Some(_)) => None, // f ⊕ sel, free
+                    _ => {
+                        ands += 1;
+                        None
+                    }
+                })
+                .collect();
+            next.push(w);
+        }
+        idx = next;
+    }
+    ands
+}
+
 #[tokio::test]
 async fn gadget_and_counts_match_formulas() {
     for l in 1..=64usize {
         let l64 = l as u64;
-        let cases: [(Op, u64); 14] = [
+        let cases: [(Op, u64); 13] = [
             (Op::Add, l64 - 1),
             (Op::Sub, l64 - 1),
             (Op::Neg, l64.saturating_sub(2)),
@@ -320,7 +355,6 @@ async fn gadget_and_counts_match_formulas() {
             (Op::Eq, l64 - 1),
             (Op::Mux, l64),
             (Op::Max2, 2 * l64),
-            (Op::Clip, 4 * l64),
             (Op::Mul, l64 * l64 - l64 + 1),
             (Op::Shl(2), 0),
             (Op::ShrL(2), 0),
@@ -330,6 +364,10 @@ async fn gadget_and_counts_match_formulas() {
         for (op, want) in cases {
             assert_eq!(count(op, l, 1).await.ands, want, "{op:?} width {l}");
         }
+        // Clipping compares with constants: the first AND of each comparison has a public
+        // input, and more are free depending on the bounds' bits.
+        let clip = count(Op::Clip, l, 1).await.ands;
+        assert!(clip <= 4 * l64 - 2, "clip width {l}: {clip} ANDs");
         assert_eq!(count(Op::Add, l, 1).await.and_depth, (l - 1) as u32);
         assert_eq!(count(Op::LtS, l, 1).await.and_depth, l as u32);
         assert_eq!(count(Op::Eq, l, 1).await.and_depth, ceil_log2(l));
@@ -345,7 +383,15 @@ async fn gadget_and_counts_match_formulas() {
                 "max depth {n} {l}"
             );
             let am = count(Op::Argmax, l, n).await;
-            assert_eq!(am.ands, (2 * l64 + k) * (nn - 1), "argmax of {n} width {l}");
+            assert_eq!(
+                am.ands,
+                2 * l64 * (nn - 1) + argmax_index_ands(n),
+                "argmax of {n} width {l}"
+            );
+            assert!(argmax_index_ands(n) <= k * (nn - 1));
+            if n >= 2 && n.is_power_of_two() {
+                assert_eq!(argmax_index_ands(n), nn - k - 1, "argmax index of {n}");
+            }
         }
     }
 }
@@ -355,7 +401,8 @@ fn cot(seed: u8) -> (IdealCotSender, IdealCotReceiver) {
 }
 
 /// Runs `op` with the garbler on one end of an in-memory pair and the evaluator on the other;
-/// returns both parties' revealed outputs.
+/// returns both parties' revealed outputs. Checks that the garbler garbled exactly as many
+/// AND gates as [`Count`] counts for the same circuit (constant folding agrees).
 async fn two_party(
     op: Op,
     l: usize,
@@ -370,12 +417,19 @@ async fn two_party(
         batch_ands: batch,
     };
     let m = xs.len();
+    let mut counter = Count::new();
+    run_op(&mut counter, op, l, m, None, None).await.unwrap();
     let (g, e) = tokio::join!(
         async {
             let mut rng = Prg::from_u64(9);
             let mut g = Garbler::new(&mut c0, &mut s, &mut rng, cfg).await?;
             let out = run_op(&mut g, op, l, m, Some(xs), None).await?;
-            g.finish().await?;
+            let ands = g.finish().await?;
+            assert_eq!(
+                ands,
+                counter.ands(),
+                "{op:?} width {l}: garbled vs counted ANDs"
+            );
             Ok::<_, GcError>(out)
         },
         async {
@@ -708,7 +762,7 @@ async fn circuit_id_or_batch_mismatch_aborts() {
 
 /// A fake garbler: sends a valid header and then `msgs` as raw messages.
 async fn fake_garbler(ch: &mut FramedChannel, cfg: GcConfig, msgs: Vec<Vec<u8>>) {
-    ch.send_bytes(&cfg.encode()).await.unwrap();
+    ch.send_bytes(&cfg.encode(0)).await.unwrap();
     for m in msgs {
         if ch.send_bytes(&m).await.is_err() {
             return;
@@ -723,7 +777,8 @@ async fn evaluate_ands(
     n: usize,
 ) -> Result<u64, GcError> {
     let mut e = Evaluator::new(ch, r, cfg).await?;
-    let x = e.constant(false);
+    // One garbler input label (a secret wire: ANDs with constants would not use tables).
+    let x = e.input(Role::Garbler, 1, None).await?[0];
     let mut w = x;
     for _ in 0..n {
         w = e.and(w, x).await?;
@@ -748,7 +803,8 @@ async fn wrong_batch_sizes_abort() {
         // More tables than the circuit uses before the output.
         (vec![vec![0u8; 3 * 32]], 2, "more than the circuit uses"),
     ];
-    for (msgs, n, needle) in cases {
+    for (mut msgs, n, needle) in cases {
+        msgs.insert(0, vec![0x5a; 16]);
         let (mut c0, mut c1) = mem::pair();
         let (_s, mut r) = cot(2);
         let (_, e) = tokio::join!(

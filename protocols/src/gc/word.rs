@@ -3,7 +3,8 @@
 //! runs in plaintext ([`Plain`](super::Plain)), is counted ([`Count`](super::Count)) and is
 //! garbled with the same code.
 //!
-//! AND-gate costs (`l` the width; XOR and NOT are free):
+//! AND-gate costs (`l` the width; XOR and NOT are free, and so is an AND with a public constant
+//! input, which every backend folds):
 //!
 //! | gadget | ANDs | AND depth |
 //! |---|---|---|
@@ -14,9 +15,9 @@
 //! | [`mux`] | `l` | `1` |
 //! | [`max2`] | `2l` | `l + 1` |
 //! | [`max_many`] of `n` words | `2l(n − 1)` | `(l + 1)⌈log2 n⌉` |
-//! | [`argmax`] of `n` words, index width `k = max(1, ⌈log2 n⌉)` | `(2l + k)(n − 1)` | `(l + 1)⌈log2 n⌉` |
+//! | [`argmax`] of `n` words, index width `k = max(1, ⌈log2 n⌉)` | `2l(n − 1) + I(n)` (`I(n) = n − k − 1` for `n = 2^k`, at most `k(n − 1)`) | `(l + 1)⌈log2 n⌉` |
 //! | [`shl`], [`shr_logical`], [`shr_arith`], [`sign_extend`], [`truncate`] | `0` | `0` |
-//! | [`clip`] to constants | `4l` | `2l + 2` |
+//! | [`clip`] to constants | at most `4l − 2` (depends on the bounds) | `2l + 2` |
 //! | [`mul`] (low `l` bits) | `l² − l + 1` | |
 //!
 //! The `_many` variants apply a gadget to many word pairs at once: the same gate count times
@@ -388,7 +389,9 @@ pub fn index_width(n: usize) -> usize {
 }
 
 /// Signed maximum of `n ≥ 1` words and its index (an unsigned word of
-/// [`index_width`]`(n)` bits; ties go to the lowest index): `(2l + k)(n − 1)` ANDs.
+/// [`index_width`]`(n)` bits; ties go to the lowest index): `2l(n − 1)` ANDs for the values
+/// plus the index multiplexers, whose inputs are public constants at the first tree level and
+/// partly public above it (`n − k − 1` ANDs for `n = 2^k`, at most `k(n − 1)`).
 pub async fn argmax<B: Backend>(
     b: &mut B,
     xs: &[Vec<B::Wire>],
@@ -474,7 +477,7 @@ fn fits_signed(v: i64, l: usize) -> bool {
 }
 
 /// Clips each signed word to the constant range `[lo, hi]` (`lo ≤ hi`, both representable
-/// in `l` bits): `4l` ANDs each.
+/// in `l` bits): at most `4l − 2` ANDs each (comparisons with constants fold some gates).
 pub async fn clip_many<B: Backend>(
     b: &mut B,
     xs: &[Vec<B::Wire>],
@@ -499,7 +502,7 @@ pub async fn clip_many<B: Backend>(
     mux_many(b, &above, &his, &y).await
 }
 
-/// Clips a signed word to the constant range `[lo, hi]`: `4l` ANDs.
+/// Clips a signed word to the constant range `[lo, hi]`: at most `4l − 2` ANDs.
 pub async fn clip<B: Backend>(
     b: &mut B,
     x: &[B::Wire],

@@ -6,7 +6,10 @@
 //! random `s`, the receiver `s + b·d mod 2^w`. From a COT `(q, t = q ⊕ b·Δ)` and a hash `H`
 //! (the tweakable circular correlation-robust hash of [`crate::hash`]): the sender sets
 //! `s = H(q)`, sends `u = H(q) − H(q ⊕ Δ) + d mod 2^w`; the receiver outputs `H(t) + b·u`.
-//! Cost: one COT and `w` bits sender → receiver.
+//! Cost: one COT and `w` bits sender → receiver. The tweak of `H` for each instance is
+//! reserved from the COT correlation's [`TweakCounter`](super::TweakCounter) (domain
+//! [`TweakDomain::AdditiveCot`]) on both ends, so it is never reused under the same `Δ`, across
+//! calls, protocols or garbled-circuit sessions.
 //!
 //! **B2A of a bit** (CrypTFlow2, Rathee et al. CCS'20, section 3 / ABY, Demmler et al. NDSS'15):
 //! with `b = b_0 ⊕ b_1 = b_0 + b_1 − 2·b_0·b_1`, one additive COT with P-sender input `d = b_0`
@@ -32,7 +35,7 @@ use rand_core::CryptoRng;
 
 use crate::block::Block;
 use crate::channel::Channel;
-use crate::hash::FIXED_KEY_AES;
+use crate::hash::{FIXED_KEY_AES, TweakDomain};
 use crate::share::Party;
 
 use super::millionaire::{BitTripleSource, DreluParams, RotRole, drelu};
@@ -41,8 +44,6 @@ use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender};
 
 /// Correlated OTs per batch (a batch is one message each way).
 pub const CHUNK: usize = 1 << 14;
-
-const DOMAIN: u128 = 0xb2a << 100;
 
 /// Message width of each additive correlated OT in a call.
 #[derive(Clone, Copy, Debug)]
@@ -69,27 +70,29 @@ impl Widths {
     }
 }
 
-fn hash_u64(blocks: &[Block], start: usize) -> Vec<u64> {
-    let tweaks: Vec<Block> = (0..blocks.len())
-        .map(|i| Block(DOMAIN | (start + i) as u128))
+/// `H(x_i)` truncated to 64 bits, with tweak index `first + i` (reserved by the caller).
+fn hash_u64(blocks: &[Block], first: u64) -> Vec<u64> {
+    let tweaks: Vec<Block> = (0..blocks.len() as u64)
+        .map(|i| TweakDomain::AdditiveCot.tweak(first + i))
         .collect();
     let mut out = vec![Block::ZERO; blocks.len()];
     FIXED_KEY_AES.tccr_many(&tweaks, blocks, &mut out);
     out.into_iter().map(|b| b.0 as u64).collect()
 }
 
-/// Sender half: COT outputs `q` for instances `start..start + d.len()`; returns `s` and the
-/// packed `u` message.
+/// Sender half: COT outputs `q` for instances `start..start + d.len()` of the call, hashed with
+/// tweak indices from `first`; returns `s` and the packed `u` message.
 fn acot_sender_msg(
     q: &[Block],
     delta: Block,
     d: &[u64],
     widths: Widths,
     start: usize,
+    first: u64,
 ) -> (Vec<u64>, BitWriter) {
-    let h0 = hash_u64(q, start);
+    let h0 = hash_u64(q, first);
     let q1: Vec<Block> = q.iter().map(|x| *x ^ delta).collect();
-    let h1 = hash_u64(&q1, start);
+    let h1 = hash_u64(&q1, first);
     let mut w = BitWriter::with_capacity(widths.total(start, d.len()));
     let mut s = Vec::with_capacity(d.len());
     for i in 0..d.len() {
@@ -101,15 +104,16 @@ fn acot_sender_msg(
     (s, w)
 }
 
-/// Receiver half: `H(t) + b·u` per instance.
+/// Receiver half: `H(t) + b·u` per instance, hashed with tweak indices from `first`.
 fn acot_receiver_out(
     t: &[Block],
     b: &[bool],
     u: &mut super::one_of_n::BitReader,
     widths: Widths,
     start: usize,
+    first: u64,
 ) -> Vec<u64> {
-    let h = hash_u64(t, start);
+    let h = hash_u64(t, first);
     (0..t.len())
         .map(|i| {
             let wi = widths.get(start + i);
@@ -143,7 +147,8 @@ async fn checked_cotr<C: Channel, R: CotReceiver>(
     Ok(t)
 }
 
-/// Additive correlated OT, sender only: returns `s` (the receiver gets `s + b·d`).
+/// Additive correlated OT, sender only: returns `s` (the receiver gets `s + b·d`). Reserves one
+/// tweak per instance from `cot`'s counter, after each batch's COTs (the receiver mirrors it).
 pub(crate) async fn acot_send<C: Channel, S: CotSender>(
     cot: &mut S,
     ch: &mut C,
@@ -158,7 +163,8 @@ pub(crate) async fn acot_send<C: Channel, S: CotSender>(
     loop {
         let dc = &d[start.min(d.len())..(start + CHUNK).min(d.len())];
         let q = checked_cots(cot, ch, dc.len()).await?;
-        let (sc, w) = acot_sender_msg(&q, delta, dc, widths, start);
+        let first = cot.tweaks().reserve(dc.len() as u64);
+        let (sc, w) = acot_sender_msg(&q, delta, dc, widths, start, first);
         send_packed(ch, dc.len() as u64, w).await?;
         s.extend(sc);
         start += CHUNK;
@@ -183,8 +189,9 @@ pub(crate) async fn acot_recv<C: Channel, R: CotReceiver>(
     loop {
         let bc = &b[start.min(b.len())..(start + CHUNK).min(b.len())];
         let t = checked_cotr(cot, ch, bc).await?;
+        let first = cot.tweaks().reserve(bc.len() as u64);
         let mut u = recv_packed(ch, bc.len() as u64, widths.total(start, bc.len()), ctx).await?;
-        out.extend(acot_receiver_out(&t, bc, &mut u, widths, start));
+        out.extend(acot_receiver_out(&t, bc, &mut u, widths, start, first));
         start += CHUNK;
         if start >= b.len() {
             break;
@@ -224,10 +231,12 @@ pub(crate) async fn acot_both<C: Channel, S: CotSender, R: CotReceiver>(
             let t = checked_cotr(cot_r, ch, bc).await?;
             (checked_cots(cot_s, ch, dc.len()).await?, t)
         };
-        let (sc, w) = acot_sender_msg(&q, delta, dc, widths, start);
+        let first_s = cot_s.tweaks().reserve(dc.len() as u64);
+        let first_r = cot_r.tweaks().reserve(bc.len() as u64);
+        let (sc, w) = acot_sender_msg(&q, delta, dc, widths, start, first_s);
         send_packed(ch, dc.len() as u64, w).await?;
         let mut u = recv_packed(ch, bc.len() as u64, widths.total(start, bc.len()), ctx).await?;
-        out.extend(acot_receiver_out(&t, bc, &mut u, widths, start));
+        out.extend(acot_receiver_out(&t, bc, &mut u, widths, start, first_r));
         s.extend(sc);
         start += CHUNK;
         if start >= n {
@@ -386,6 +395,32 @@ mod tests {
     use rand_core::Rng;
 
     type CRole<'a> = CotRole<'a, IdealCotSender, IdealCotReceiver>;
+
+    /// The additive-COT hash uses the tweaks reserved for it (`(AdditiveCot, f + i)`), and a
+    /// call reserves exactly one tweak per instance on both ends.
+    #[tokio::test]
+    async fn acot_uses_the_reserved_tweaks() {
+        let mut prg = Prg::from_u64(77);
+        let xs: Vec<Block> = (0..70).map(|_| Block::random(&mut prg)).collect();
+        let h = hash_u64(&xs, 900);
+        for i in 0..xs.len() {
+            let t = TweakDomain::AdditiveCot.tweak(900 + i as u64);
+            assert_eq!(h[i], FIXED_KEY_AES.tccr(t, xs[i]).0 as u64, "hash {i}");
+        }
+        let mut e = ends(5);
+        let bits = vec![true; CHUNK + 3];
+        let (x, y) = tokio::join!(
+            b2a_bits(&mut e.ch0, CRole::Sender(&mut e.cot_s01), &bits),
+            b2a_bits(&mut e.ch1, CRole::Receiver(&mut e.cot_r01), &bits)
+        );
+        x.unwrap();
+        y.unwrap();
+        let n = bits.len() as u64;
+        assert_eq!(
+            (e.cot_s01.tweaks().used(), e.cot_r01.tweaks().used()),
+            (n, n)
+        );
+    }
 
     #[tokio::test]
     async fn b2a_bits_equal_plaintext() {

@@ -90,7 +90,7 @@ fn decode_point(
     }
 }
 
-fn kdf(index: usize, a: &[u8; 32], b: &[u8], shared: &RistrettoPoint) -> Block {
+pub(super) fn kdf(index: usize, a: &[u8; 32], b: &[u8], shared: &RistrettoPoint) -> Block {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     ctx.update(DOMAIN);
     ctx.update(&(index as u64).to_le_bytes());

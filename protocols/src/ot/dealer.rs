@@ -40,7 +40,7 @@ use crate::channel::Channel;
 use crate::prg::{Prg, Seed};
 
 use super::wire::{self, HEADER_LEN, Kind};
-use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender};
+use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender, TweakCounter};
 
 const ROT_SENDER: &[u8] = b"privlm dealer rot sender v1";
 const COT_SENDER: &[u8] = b"privlm dealer cot sender v1";
@@ -184,10 +184,11 @@ pub fn deal_cot<R: CryptoRng + ?Sized>(
     (s, CotReceiverPart { seed: r_seed, t })
 }
 
-/// Errors when feeding dealer material to a party.
+/// Errors when feeding dealer-supplied OT material to a party. (Not to be confused with
+/// [`crate::beaver::dealer::DealerError`], the errors of the triple dealer's process.)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum DealerError {
+pub enum DealtOtError {
     /// A COT batch for a different `Δ` than this sender's.
     #[error("dealer COT batch has a different delta than this sender's")]
     DeltaMismatch,
@@ -240,18 +241,22 @@ pub struct DealerRotReceiver {
     available: usize,
 }
 
-/// Party-side sender of dealer-supplied correlated OTs.
+/// Party-side sender of dealer-supplied correlated OTs. Holds the [`TweakCounter`] of its `Δ`:
+/// use one sender per `Δ` for the whole session (two senders fed with the same `Δ` would
+/// each count tweaks from 0).
 pub struct DealerCotSender {
     delta: Block,
     batches: VecDeque<SeedBatch>,
     available: usize,
+    tweaks: TweakCounter,
 }
 
-/// Party-side receiver of dealer-supplied correlated OTs.
+/// Party-side receiver of dealer-supplied correlated OTs (holds the mirror [`TweakCounter`]).
 #[derive(Default)]
 pub struct DealerCotReceiver {
     batches: VecDeque<ExplicitBatch>,
     available: usize,
+    tweaks: TweakCounter,
 }
 
 macro_rules! consumer_debug {
@@ -279,9 +284,9 @@ impl DealerRotSender {
     }
 
     /// Adds a batch from the dealer.
-    pub fn add(&mut self, part: RotSenderPart) -> Result<(), DealerError> {
+    pub fn add(&mut self, part: RotSenderPart) -> Result<(), DealtOtError> {
         if part.count > MAX_BATCH {
-            return Err(DealerError::TooLarge(part.count));
+            return Err(DealtOtError::TooLarge(part.count));
         }
         self.available += part.count as usize;
         self.batches.push_back(SeedBatch {
@@ -412,16 +417,17 @@ impl DealerCotSender {
             delta: Block(delta.0 | 1),
             batches: VecDeque::new(),
             available: 0,
+            tweaks: TweakCounter::new(),
         }
     }
 
     /// Adds a batch from the dealer.
-    pub fn add(&mut self, part: CotSenderPart) -> Result<(), DealerError> {
+    pub fn add(&mut self, part: CotSenderPart) -> Result<(), DealtOtError> {
         if part.delta != self.delta {
-            return Err(DealerError::DeltaMismatch);
+            return Err(DealtOtError::DeltaMismatch);
         }
         if part.count > MAX_BATCH {
-            return Err(DealerError::TooLarge(part.count));
+            return Err(DealtOtError::TooLarge(part.count));
         }
         self.available += part.count as usize;
         self.batches.push_back(SeedBatch {
@@ -440,6 +446,10 @@ impl DealerCotSender {
 impl CotSender for DealerCotSender {
     fn delta(&self) -> Block {
         self.delta
+    }
+
+    fn tweaks(&mut self) -> &mut TweakCounter {
+        &mut self.tweaks
     }
 
     async fn send_cot<C: Channel>(
@@ -490,6 +500,10 @@ impl DealerCotReceiver {
 }
 
 impl CotReceiver for DealerCotReceiver {
+    fn tweaks(&mut self) -> &mut TweakCounter {
+        &mut self.tweaks
+    }
+
     async fn recv_cot<C: Channel>(
         &mut self,
         ch: &mut C,
@@ -583,7 +597,7 @@ mod tests {
 
         let mut s = DealerCotSender::new(Block(3));
         let (part, _) = deal_cot(&mut Prg::from_u64(6), Block(5), 4);
-        assert_eq!(s.add(part).unwrap_err(), DealerError::DeltaMismatch);
+        assert_eq!(s.add(part).unwrap_err(), DealtOtError::DeltaMismatch);
     }
 
     #[test]

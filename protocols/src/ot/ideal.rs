@@ -8,13 +8,14 @@ use crate::block::Block;
 use crate::channel::Channel;
 use crate::prg::{Prg, Seed};
 
-use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender};
+use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender, TweakCounter};
 
 /// Ideal COT sender. Create both ends with [`ideal_cot`].
 #[derive(Debug)]
 pub struct IdealCotSender {
     delta: Block,
     prg: Prg,
+    tweaks: TweakCounter,
 }
 
 /// Ideal COT receiver. Create both ends with [`ideal_cot`].
@@ -22,6 +23,7 @@ pub struct IdealCotSender {
 pub struct IdealCotReceiver {
     delta: Block,
     prg: Prg,
+    tweaks: TweakCounter,
 }
 
 /// Both ends of an ideal COT with global correlation `delta` (its lsb is forced to 1).
@@ -31,10 +33,12 @@ pub fn ideal_cot(seed: Seed, delta: Block) -> (IdealCotSender, IdealCotReceiver)
         IdealCotSender {
             delta,
             prg: Prg::expand(&seed, b"ideal-cot"),
+            tweaks: TweakCounter::new(),
         },
         IdealCotReceiver {
             delta,
             prg: Prg::expand(&seed, b"ideal-cot"),
+            tweaks: TweakCounter::new(),
         },
     )
 }
@@ -42,6 +46,10 @@ pub fn ideal_cot(seed: Seed, delta: Block) -> (IdealCotSender, IdealCotReceiver)
 impl CotSender for IdealCotSender {
     fn delta(&self) -> Block {
         self.delta
+    }
+
+    fn tweaks(&mut self) -> &mut TweakCounter {
+        &mut self.tweaks
     }
 
     async fn send_cot<C: Channel>(
@@ -54,6 +62,10 @@ impl CotSender for IdealCotSender {
 }
 
 impl CotReceiver for IdealCotReceiver {
+    fn tweaks(&mut self) -> &mut TweakCounter {
+        &mut self.tweaks
+    }
+
     async fn recv_cot<C: Channel>(
         &mut self,
         _ch: &mut C,

@@ -25,7 +25,9 @@
 //! The 128 × m column matrices are turned into rows with [`super::transpose`]. Random OT
 //! outputs are hashed with the tweakable circular correlation-robust hash
 //! `TCCR(i, x)` of Guo, Katz, Wang, Yu (S&P 2020) on fixed-key AES ([`crate::hash`]), the tweak
-//! being the OT's index in the session.
+//! `i` being reserved from this correlation's [`TweakCounter`] (domain
+//! [`TweakDomain::RandomOt`]), the same counter that garbling and the additive correlated OTs
+//! over this `Δ` draw from, so no tweak is ever used twice under one `Δ`.
 //!
 //! **Chosen choice bits.** For [`CotReceiver::recv_cot`] the receiver puts its choice bits into
 //! `r` directly, so a fresh chunk costs exactly 128 bits per OT. Chunks are rounded up to a
@@ -54,13 +56,13 @@ use rand_core::{CryptoRng, Rng};
 
 use crate::block::Block;
 use crate::channel::Channel;
-use crate::hash::FIXED_KEY_AES;
+use crate::hash::{FIXED_KEY_AES, TweakDomain};
 use crate::prg::Prg;
 
 use super::base::{BASE_OT_COUNT, base_ot_recv, base_ot_send};
 use super::transpose::cols_to_rows_strided;
 use super::wire::{self, HEADER_LEN, Kind};
-use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender};
+use super::{CotReceiver, CotSender, OtError, RotReceiver, RotSender, TweakCounter};
 
 /// Default number of OTs extended per message (64 KiB of `u` columns, so the buffers of one
 /// chunk stay in the L2 cache).
@@ -292,8 +294,8 @@ pub struct IknpSender {
     core: Option<IknpSenderCore>,
     /// Leftover random COTs (`q_i` for receiver bits `r_i`), fewer than 128.
     pool: VecDeque<Block>,
-    /// Index of the next OT used for random OT (the hash tweak).
-    rot_index: u64,
+    /// The hash-tweak counter of `Δ` (see [`TweakCounter`]).
+    tweaks: TweakCounter,
     poisoned: bool,
     /// Receive buffer for the `u` matrix, reused across chunks.
     ubuf: Vec<u64>,
@@ -316,7 +318,8 @@ pub struct IknpReceiver {
     core: Option<IknpReceiverCore>,
     /// Leftover random COTs `(r_i, t_i)`, fewer than 128.
     pool: VecDeque<(bool, Block)>,
-    rot_index: u64,
+    /// The mirror of the sender's tweak counter.
+    tweaks: TweakCounter,
     poisoned: bool,
 }
 
@@ -345,7 +348,7 @@ impl IknpSender {
             rng: Prg::from_seed(seed),
             core: None,
             pool: VecDeque::new(),
-            rot_index: 0,
+            tweaks: TweakCounter::new(),
             poisoned: false,
             ubuf: Vec::new(),
         }
@@ -465,7 +468,7 @@ impl IknpReceiver {
             rng: Prg::from_seed(seed),
             core: None,
             pool: VecDeque::new(),
-            rot_index: 0,
+            tweaks: TweakCounter::new(),
             poisoned: false,
         }
     }
@@ -585,6 +588,10 @@ impl CotSender for IknpSender {
         self.delta
     }
 
+    fn tweaks(&mut self) -> &mut TweakCounter {
+        &mut self.tweaks
+    }
+
     async fn send_cot<C: Channel>(
         &mut self,
         ch: &mut C,
@@ -595,6 +602,10 @@ impl CotSender for IknpSender {
 }
 
 impl CotReceiver for IknpReceiver {
+    fn tweaks(&mut self) -> &mut TweakCounter {
+        &mut self.tweaks
+    }
+
     async fn recv_cot<C: Channel>(
         &mut self,
         ch: &mut C,
@@ -610,7 +621,7 @@ impl CotReceiver for IknpReceiver {
 /// Blocks hashed per batch in the random-OT hashing (stays in L1).
 const HASH_BATCH: usize = 256;
 
-/// `x_i := TCCR(start + i, x_i)` for every `i`.
+/// `x_i := TCCR(t(start + i), x_i)` for every `i`, `t` the random-OT tweak domain.
 fn hash_in_place(xs: &mut [Block], start: u64) {
     let mut tw = [Block::ZERO; HASH_BATCH];
     let mut tmp = [Block::ZERO; HASH_BATCH];
@@ -618,14 +629,14 @@ fn hash_in_place(xs: &mut [Block], start: u64) {
         let n = chunk.len();
         let base = start + (ci * HASH_BATCH) as u64;
         for (j, t) in tw[..n].iter_mut().enumerate() {
-            *t = Block((base + j as u64) as u128);
+            *t = TweakDomain::RandomOt.tweak(base + j as u64);
         }
         tmp[..n].copy_from_slice(chunk);
         FIXED_KEY_AES.tccr_many(&tw[..n], &tmp[..n], chunk);
     }
 }
 
-/// Emits `(TCCR(start + i, x_i), TCCR(start + i, x_i ⊕ Δ))` for every `i`.
+/// Emits `(TCCR(t(start + i), x_i), TCCR(t(start + i), x_i ⊕ Δ))` for every `i`.
 fn hash_rows(xs: &[Block], start: u64, delta: Block, mut emit: impl FnMut(Block, Block)) {
     let mut tw = [Block::ZERO; HASH_BATCH];
     let mut x1 = [Block::ZERO; HASH_BATCH];
@@ -635,7 +646,7 @@ fn hash_rows(xs: &[Block], start: u64, delta: Block, mut emit: impl FnMut(Block,
         let n = chunk.len();
         let base = start + (ci * HASH_BATCH) as u64;
         for (j, t) in tw[..n].iter_mut().enumerate() {
-            *t = Block((base + j as u64) as u128);
+            *t = TweakDomain::RandomOt.tweak(base + j as u64);
         }
         FIXED_KEY_AES.tccr_many(&tw[..n], chunk, &mut h0[..n]);
         for (y, &x) in x1[..n].iter_mut().zip(chunk) {
@@ -655,9 +666,9 @@ impl RotSender for IknpSender {
         count: usize,
     ) -> Result<Vec<[Block; 2]>, OtError> {
         let q = self.produce(ch, Kind::Rot, count).await?;
+        let first = self.tweaks.reserve(count as u64);
         let mut out = Vec::with_capacity(count);
-        hash_rows(&q, self.rot_index, self.delta, |a, b| out.push([a, b]));
-        self.rot_index += count as u64;
+        hash_rows(&q, first, self.delta, |a, b| out.push([a, b]));
         Ok(out)
     }
 }
@@ -669,8 +680,8 @@ impl RotReceiver for IknpReceiver {
         count: usize,
     ) -> Result<(Vec<bool>, Vec<Block>), OtError> {
         let (bits, mut t) = self.produce(ch, Kind::Rot, count, None).await?;
-        hash_in_place(&mut t, self.rot_index);
-        self.rot_index += count as u64;
+        let first = self.tweaks.reserve(count as u64);
+        hash_in_place(&mut t, first);
         Ok((bits, t))
     }
 }
@@ -794,12 +805,109 @@ mod tests {
         assert!(matches!(y, Err(ChannelError::PeerAborted(_))), "{y:?}");
     }
 
+    /// The random-OT hashes use the tweaks reserved for them: `m0_i = TCCR(t(f + i), q_i)`,
+    /// `m1_i = TCCR(t(f + i), q_i ⊕ Δ)` with `f` the counter's value before the call and `t`
+    /// the random-OT domain, across hash batches.
+    #[test]
+    fn random_ot_hashes_use_the_reserved_tweaks() {
+        let mut prg = Prg::from_u64(11);
+        let xs: Vec<Block> = (0..600).map(|_| Block::random(&mut prg)).collect();
+        let delta = Block(0x77 | 1);
+        let mut pairs = Vec::new();
+        hash_rows(&xs, 1000, delta, |a, b| pairs.push([a, b]));
+        let mut ys = xs.clone();
+        hash_in_place(&mut ys, 1000);
+        for i in 0..xs.len() {
+            let t = TweakDomain::RandomOt.tweak(1000 + i as u64);
+            assert_eq!(pairs[i][0], FIXED_KEY_AES.tccr(t, xs[i]), "m0 of {i}");
+            assert_eq!(
+                pairs[i][1],
+                FIXED_KEY_AES.tccr(t, xs[i] ^ delta),
+                "m1 of {i}"
+            );
+            assert_eq!(ys[i], pairs[i][0]);
+        }
+    }
+
+    /// The column PRG never repeats its keystream: across many small chunks the receiver's `u`
+    /// messages (all-zero choices, so `u = G(k0) ⊕ G(k1)`) are all different and uniform.
+    #[tokio::test]
+    async fn column_keystream_never_repeats_across_chunks() {
+        use crate::view_test_util::{Recorder, assert_uniform_bytes};
+        let (mut s, mut r) = pair(128, 12);
+        let (a, mut b) = mem::pair();
+        let mut a = Recorder::new(a);
+        let n = 128 * 64;
+        let zeros = vec![false; n];
+        let (q, t) = tokio::join!(s.send_cot(&mut a, n), r.recv_cot(&mut b, &zeros));
+        assert_eq!(q.unwrap(), t.unwrap());
+        let us: Vec<Vec<u8>> = a
+            .received
+            .iter()
+            .filter(|(c, _)| c.contains("IKNP u matrix"))
+            .map(|(_, m)| m.clone())
+            .collect();
+        assert_eq!(us.len(), 64, "one u message per chunk of 128");
+        let words: std::collections::HashSet<&[u8]> =
+            us.iter().flat_map(|m| m.chunks_exact(16)).collect();
+        assert_eq!(words.len(), 64 * 128, "u columns repeat across chunks");
+        assert_uniform_bytes(&us.concat(), "u columns over 64 chunks");
+    }
+
+    /// Explicit setup runs the base OTs (and only once); later calls use them.
+    #[tokio::test]
+    async fn explicit_setup_runs_the_base_ots_once() {
+        let (mut s, mut r) = pair(256, 13);
+        let (mut a, mut b) = mem::pair();
+        assert!(!s.is_setup() && !r.is_setup());
+        let (x, y) = tokio::join!(s.setup(&mut a), r.setup(&mut b));
+        x.unwrap();
+        y.unwrap();
+        assert!(s.is_setup() && r.is_setup());
+        let setup_bytes = a.stats().total().bytes_sent + b.stats().total().bytes_sent;
+        assert_eq!(setup_bytes, 32 + 4096 + 8, "base OTs: A, 128 points, two frame headers");
+        // A second setup is free.
+        let (x, y) = tokio::join!(s.setup(&mut a), r.setup(&mut b));
+        x.unwrap();
+        y.unwrap();
+        assert_eq!(
+            a.stats().total().bytes_sent + b.stats().total().bytes_sent,
+            setup_bytes
+        );
+        check_cot(&mut s, &mut r, &[300]).await;
+    }
+
+    /// The column PRG is AES-128 in counter mode from counter 0, continued across calls
+    /// (words are the little-endian halves of each block).
+    #[test]
+    fn column_prg_is_aes_ctr() {
+        let key = Block(0x0f0e_0d0c_0b0a_0908_0706_0504_0302_0100);
+        let aes = Aes128::new(&key.to_bytes().into());
+        let block = |i: u128| {
+            let mut b = aes::Block::from(i.to_le_bytes());
+            aes.encrypt_block(&mut b);
+            u128::from_le_bytes(b.into())
+        };
+        let mut prg = ColumnPrg::new(key);
+        let mut scratch = Vec::new();
+        let (mut w1, mut w2) = ([0u64; 4], [0u64; 6]);
+        prg.fill(&mut w1, &mut scratch);
+        prg.fill(&mut w2, &mut scratch);
+        let words: Vec<u64> = w1.iter().chain(&w2).copied().collect();
+        for i in 0..5 {
+            let b = block(i as u128);
+            assert_eq!(words[2 * i], b as u64, "block {i}, low word");
+            assert_eq!(words[2 * i + 1], (b >> 64) as u64, "block {i}, high word");
+        }
+    }
+
     #[test]
     fn core_validates() {
         assert!(IknpConfig::with_chunk(100).is_err());
         assert!(IknpConfig::with_chunk(0).is_err());
         assert!(IknpSenderCore::new(Block(1), &[Block(0); 3]).is_err());
         let mut core = IknpSenderCore::new(Block(1), &[Block(0); KAPPA]).unwrap();
+        assert_eq!(core.delta(), Block(1));
         let mut out = Vec::new();
         assert!(matches!(
             core.extend(128, &[0u64; 5], &mut out),
@@ -812,5 +920,25 @@ mod tests {
             core.extend(64, &[0u64; 128], &mut out),
             Err(IknpError::BadChunk(64))
         ));
+        // The largest chunk is accepted (then the u length is checked), one more is not.
+        assert!(matches!(
+            core.extend(MAX_CHUNK, &[], &mut out),
+            Err(IknpError::ULength { .. })
+        ));
+        assert!(matches!(
+            core.extend(MAX_CHUNK + 128, &[], &mut out),
+            Err(IknpError::BadChunk(_))
+        ));
+        let mut rcore = IknpReceiverCore::new(&[[Block(0), Block(1)]; KAPPA]).unwrap();
+        assert!(IknpReceiverCore::new(&[[Block(0), Block(1)]; 3]).is_err());
+        assert!(matches!(
+            rcore.extend(&[0u64; 1], &mut out),
+            Err(IknpError::BadChunk(64))
+        ));
+        assert!(matches!(
+            rcore.extend(&vec![0u64; (MAX_CHUNK + 128) / 64], &mut out),
+            Err(IknpError::BadChunk(_))
+        ));
+        assert!(rcore.extend(&[0u64; 2], &mut out).is_ok());
     }
 }

@@ -27,7 +27,7 @@
 //! exchange per tree level, `2 + ⌈log2 q⌉`. For DReLU on 64-bit shares (`ℓ = 63`, `m = 4`,
 //! `q = 16`) that is 543 + 82 = 625 bits ≈ 78 bytes per element, plus an 8-byte count tag and a
 //! 4-byte frame header per message per batch of [`CHUNK`] elements. Triples: `q − 1` paired bit
-//! triples per comparison (preprocessing: from the dealer, [`IdealBitTriples`] in tests, or
+//! triples per comparison (preprocessing: from the dealer, `IdealBitTriples` in tests, or
 //! [`RotBitTriples`] from two random OTs each).
 //!
 //! **DReLU / MSB** on `ℓ`-bit values (CrypTFlow2 section 4.2): with additive shares
@@ -52,6 +52,7 @@ use std::future::Future;
 use rand_core::CryptoRng;
 
 use crate::channel::Channel;
+#[cfg(any(test, feature = "insecure-ideal"))]
 use crate::prg::{Prg, Seed};
 use crate::share::Party;
 
@@ -116,14 +117,17 @@ pub trait BitTripleSource: Send {
 
 /// A dealer's (trusted, in-process) bit-triple source: both parties expand one shared seed.
 /// **Insecure by construction** (each side could compute the other's shares); for tests and
-/// benches of the online phase, where it stands in for triples the dealer sends.
+/// benches of the online phase, where it stands in for triples the dealer sends. Compiled only
+/// for tests and with the `insecure-ideal` feature.
+#[cfg(any(test, feature = "insecure-ideal"))]
 #[derive(Debug)]
 pub struct IdealBitTriples {
     party: Party,
     prg: Prg,
 }
 
-/// Both parties' ends of an ideal bit-triple source.
+/// Both parties' ends of an ideal bit-triple source (insecure; tests and benches only).
+#[cfg(any(test, feature = "insecure-ideal"))]
 pub fn ideal_bit_triples(seed: Seed) -> (IdealBitTriples, IdealBitTriples) {
     let mk = |party| IdealBitTriples {
         party,
@@ -132,6 +136,7 @@ pub fn ideal_bit_triples(seed: Seed) -> (IdealBitTriples, IdealBitTriples) {
     (mk(Party::P0), mk(Party::P1))
 }
 
+#[cfg(any(test, feature = "insecure-ideal"))]
 impl BitTripleSource for IdealBitTriples {
     async fn paired_triples<C: Channel>(
         &mut self,

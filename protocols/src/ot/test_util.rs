@@ -43,7 +43,35 @@ pub(crate) async fn check_cot<S: CotSender, R: CotReceiver>(s: &mut S, r: &mut R
         }
         assert_varied(&q, "COT q");
     }
-    assert!(a.stats().total().msgs_sent + b.stats().total().msgs_sent < u64::MAX);
+    // Traffic: the COT sender sends nothing but (for OT extension) the base-OT receiver's
+    // reply at setup, so nothing derived from its q_i or Δ reaches the receiver; the receiver
+    // sends at most the documented IKNP cost (call header, derandomization bits, 128 bits per
+    // fresh OT rounded up to whole chunks of 128, the base-OT sender's first message, frame
+    // headers). Both directions match exactly what the peer received.
+    let (sa, sb) = (a.stats().total(), b.stats().total());
+    assert_eq!(sa.bytes_sent, sb.bytes_recv, "sender -> receiver bytes");
+    assert_eq!(sb.bytes_sent, sa.bytes_recv, "receiver -> sender bytes");
+    let frame = crate::channel::FRAME_HEADER_LEN as u64;
+    let base_reply = (super::base::BASE_OT_COUNT * super::base::POINT_LEN) as u64 + frame;
+    assert!(
+        sa.bytes_sent <= base_reply,
+        "the COT sender sent {} bytes; at most the base-OT reply ({base_reply}) is allowed",
+        sa.bytes_sent
+    );
+    let per_call: u64 = sizes
+        .iter()
+        .map(|&n| {
+            let n = n as u64;
+            // Header, derandomization bits, u columns; at worst one frame per 128 OTs.
+            9 + n.div_ceil(8) + 16 * 128 * n.div_ceil(128) + (3 + n.div_ceil(128)) * frame
+        })
+        .sum();
+    let limit = per_call + super::base::POINT_LEN as u64 + frame;
+    assert!(
+        sb.bytes_sent <= limit,
+        "the COT receiver sent {} bytes, more than the documented cost allows ({limit})",
+        sb.bytes_sent
+    );
 }
 
 /// ROT: the receiver's message equals the chosen one and differs from the other.
