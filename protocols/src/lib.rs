@@ -18,9 +18,11 @@ pub mod channel;
 pub mod convert;
 pub mod gc;
 pub mod hash;
+pub mod nonlinear;
 pub mod ot;
 pub mod prg;
 pub mod ring;
+pub mod session;
 pub mod share;
 pub mod trunc;
 

@@ -397,6 +397,11 @@ impl<C: Channel> TripleProvider for DealerClient<C> {
         self.party
     }
 
+    fn set_cost_label(&mut self, phase: crate::channel::Phase, label: &str) {
+        self.ch.set_phase(phase);
+        self.ch.set_label(label);
+    }
+
     async fn fetch(&mut self, req: &Request) -> Result<Material, BeaverError> {
         req.validate(self.max_request_elems)?;
         let n = self.counter;
