@@ -14,9 +14,11 @@
 //! | `Cmp { n, bits, m }` | per element and digit `j` a random table `A_j` of `2^{m_j}` bits for `lt` and, `j ≥ 1`, for `eq`; `q − 1` paired bit triples | per element and digit a random choice `c_j`; the triples' `a, b1, b2` | `A_j[c_j]` bits and the triples' `c1, c2`: `(4q − 3)·W` |
 //! | `Mux { n, k }` | bit `ρ_0`, `k` masks `a_0`, `[ρ]_0`, `[ρ·a]_0` | bit `ρ_1`, `a_1` | `[ρ]_1`, `[ρ·a]_1`: `(k + 1)·n` |
 //! | `RowMul { layout, square }` | `a_0` (per element), `b_0` (per row), `c_0`, `[a²]_0` | `a_1`, `b_1` | `c_1 = a·b_row − c_0` (and `a² − [a²]_0`): `n` or `2n` |
+//! | `TruncSquareRow { layout, bits }` | `r_0`, `[t]_0`, `[s]_0`, `[s²]_0`, `[t·s]_0`, `[t·b_row]_0`, `[s·b_row]_0` per element, `b_0` per row | `r_1`, `b_1` | `[t]_1, [s]_1, [s²]_1, [t·s]_1, [t·b_row]_1, [s·b_row]_1`: `6n` |
 //! | `ScaleVec { id, rows, d }` | `A: [rows, d]`, `C_0` | nothing | `C_1 = A ⊙ B_row − C_0`: `rows·d` |
 //!
-//! Here `ρ = ρ_0 ⊕ ρ_1` is a uniform bit, `[v]_p` are additive shares over Z_2^64, and `B` is the
+//! Here `ρ = ρ_0 ⊕ ρ_1` is a uniform bit, `r = r_0 + r_1` uniform with `t = r_63` and
+//! `s = (r mod 2^63) >> bits` (a truncation pair, `crate::trunc`), `[v]_p` are additive shares over Z_2^64, and `B` is the
 //! session mask of P1's vector `id` (registered with [`super::Request::WeightMask`] as a `1 × d`
 //! weight, so it is the same in every query and P0 received `γ − B` once).
 //!
@@ -252,6 +254,16 @@ pub enum NlRequest {
         /// Also deal shares of `a²` (LayerNorm reuses one opening for `c²` and `c·r`).
         square: bool,
     },
+    /// Per element a truncation pair `(r, t, s)` for a shift by `bits` together with shares of
+    /// `s²` and `t·s` (so the square of the truncated value costs no further opening) and of
+    /// `t·b_row`, `s·b_row` for a per-row mask `b` (so the truncated value times a per-row value
+    /// costs one opening per row): LayerNorm's `c²` and `c · r_row` from one opening of `c`.
+    TruncSquareRow {
+        /// Rows and their lengths.
+        layout: RowLayout,
+        /// The truncation's shift (1..=62).
+        bits: u32,
+    },
     /// Products of `rows × d` values with P1's registered vector `id` (broadcast over rows).
     ScaleVec {
         /// The vector's weight id (registered as a `1 × d` weight mask).
@@ -293,6 +305,15 @@ impl NlRequest {
                 }
                 Some(layout.len())
             }
+            NlRequest::TruncSquareRow { ref layout, bits } => {
+                if !(1..=62).contains(&bits) {
+                    return bad(format!("truncation by {bits} bits (must be 1..=62)"));
+                }
+                if let Err(e) = layout.validate() {
+                    return bad(format!("row truncation: {e}"));
+                }
+                layout.len().checked_mul(6)
+            }
             NlRequest::ScaleVec { rows, d, .. } => {
                 if rows == 0 || d == 0 {
                     return bad(format!("vector product with an empty dimension: {self:?}"));
@@ -324,6 +345,7 @@ impl NlRequest {
             }
             NlRequest::Mux { n, k } => n * (k + 1),
             NlRequest::RowMul { ref layout, square } => layout.len() * (1 + square as usize),
+            NlRequest::TruncSquareRow { ref layout, .. } => 6 * layout.len(),
             NlRequest::ScaleVec { rows, d, .. } => rows * d,
         }
     }
@@ -436,6 +458,38 @@ impl std::fmt::Debug for RowMulMaterial {
     }
 }
 
+/// One party's part of a [`NlRequest::TruncSquareRow`] correlation (per element unless noted).
+#[derive(Clone)]
+pub struct TruncSquareRowMaterial {
+    /// Shares of the mask `r`.
+    pub r: Vec<u64>,
+    /// Additive shares of `t = r_63`.
+    pub t: Vec<u64>,
+    /// Shares of `s = (r mod 2^63) >> bits`.
+    pub s: Vec<u64>,
+    /// Shares of `s²`.
+    pub s2: Vec<u64>,
+    /// Shares of `t·s`.
+    pub ts: Vec<u64>,
+    /// Shares of `t·b_row`.
+    pub tb: Vec<u64>,
+    /// Shares of `s·b_row`.
+    pub sb: Vec<u64>,
+    /// Shares of the per-row mask `b`.
+    pub b: Vec<u64>,
+}
+
+impl std::fmt::Debug for TruncSquareRowMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "TruncSquareRowMaterial(n={}, rows={}, ..)",
+            self.r.len(),
+            self.b.len()
+        )
+    }
+}
+
 /// One party's part of a server-vector product triple.
 #[derive(Clone)]
 pub enum ScaleVecMaterial {
@@ -471,6 +525,8 @@ pub enum NlMaterial {
     Mux(MuxMaterial),
     /// For [`NlRequest::RowMul`].
     RowMul(RowMulMaterial),
+    /// For [`NlRequest::TruncSquareRow`].
+    TruncSquareRow(TruncSquareRowMaterial),
     /// For [`NlRequest::ScaleVec`].
     ScaleVec(ScaleVecMaterial),
 }
@@ -482,6 +538,7 @@ impl NlMaterial {
             NlMaterial::Cmp(_) => "comparison correlations",
             NlMaterial::Mux(_) => "bit-masked triples",
             NlMaterial::RowMul(_) => "row-broadcast triples",
+            NlMaterial::TruncSquareRow(_) => "row truncation-square correlations",
             NlMaterial::ScaleVec(_) => "vector-product triples",
         }
     }
@@ -744,6 +801,37 @@ pub(crate) fn expand_local(
         NlRequest::RowMul { ref layout, square } => {
             NlMaterial::RowMul(expand_rowmul(party, st, layout, square, correction))
         }
+        NlRequest::TruncSquareRow { ref layout, .. } => {
+            let n = layout.len();
+            let r = words(&mut st.get(0), n);
+            let b = words(&mut st.get(6), layout.rows());
+            let m = match party {
+                Party::P0 => TruncSquareRowMaterial {
+                    r,
+                    t: words(&mut st.get(1), n),
+                    s: words(&mut st.get(2), n),
+                    s2: words(&mut st.get(3), n),
+                    ts: words(&mut st.get(4), n),
+                    tb: words(&mut st.get(5), n),
+                    sb: words(&mut st.get(7), n),
+                    b,
+                },
+                Party::P1 => {
+                    let col = |k: usize| correction.iter().skip(k).step_by(6).copied().collect();
+                    TruncSquareRowMaterial {
+                        r,
+                        t: col(0),
+                        s: col(1),
+                        s2: col(2),
+                        ts: col(3),
+                        tb: col(4),
+                        sb: col(5),
+                        b,
+                    }
+                }
+            };
+            NlMaterial::TruncSquareRow(m)
+        }
         NlRequest::ScaleVec { rows, d, .. } => NlMaterial::ScaleVec(match party {
             Party::P0 => ScaleVecMaterial::P0 {
                 a: words(&mut st.get(0), rows * d),
@@ -777,6 +865,16 @@ enum GenKind {
         q0: Option<Prg>,
         a1: Prg,
         /// `b` per row, and the rows' lengths.
+        b: Vec<u64>,
+        lens: Vec<usize>,
+        row: usize,
+        left_in_row: usize,
+    },
+    TruncSquareRow {
+        /// P0: r_0, t_0, s_0, s²_0, (ts)_0, (tb)_0, (sb)_0; P1: r_1.
+        p0: [Prg; 7],
+        r1: Prg,
+        bits: u32,
         b: Vec<u64>,
         lens: Vec<usize>,
         row: usize,
@@ -836,6 +934,24 @@ impl NlGen {
                     q0: square.then(|| s0.get(3)),
                     a1: s1.get(0),
                     b,
+                    lens: layout.lens().collect(),
+                    row: 0,
+                    left_in_row: 0,
+                }
+            }
+            NlRequest::TruncSquareRow { ref layout, bits } => {
+                let rows = layout.rows();
+                let b0 = words(&mut s0.get(6), rows);
+                let b1 = words(&mut s1.get(6), rows);
+                GenKind::TruncSquareRow {
+                    p0: [0, 1, 2, 3, 4, 5, 7].map(|k| s0.get(k)),
+                    r1: s1.get(0),
+                    bits,
+                    b: b0
+                        .iter()
+                        .zip(&b1)
+                        .map(|(x, y)| x.wrapping_add(*y))
+                        .collect(),
                     lens: layout.lens().collect(),
                     row: 0,
                     left_in_row: 0,
@@ -931,6 +1047,37 @@ impl NlGen {
                     }
                 }
             }
+            GenKind::TruncSquareRow {
+                p0,
+                r1,
+                bits,
+                b,
+                lens,
+                row,
+                left_in_row,
+            } => {
+                let count = (max_elems / 6).max(1).min(self.remaining / 6);
+                out.reserve(6 * count);
+                let low63 = (1u64 << 63) - 1;
+                for _ in 0..count {
+                    while *left_in_row == 0 {
+                        *left_in_row = lens[*row];
+                        *row += 1;
+                    }
+                    *left_in_row -= 1;
+                    let [r0, t0, s0, q0, ts0, tb0, sb0] = p0;
+                    let r = r0.next_u64().wrapping_add(r1.next_u64());
+                    let t = r >> 63;
+                    let s = (r & low63) >> *bits;
+                    let b = b[*row - 1];
+                    out.push(t.wrapping_sub(t0.next_u64()));
+                    out.push(s.wrapping_sub(s0.next_u64()));
+                    out.push(s.wrapping_mul(s).wrapping_sub(q0.next_u64()));
+                    out.push(t.wrapping_mul(s).wrapping_sub(ts0.next_u64()));
+                    out.push(t.wrapping_mul(b).wrapping_sub(tb0.next_u64()));
+                    out.push(s.wrapping_mul(b).wrapping_sub(sb0.next_u64()));
+                }
+            }
             GenKind::ScaleVec { a, c0, mask, col } => {
                 let count = max_elems.max(1).min(self.remaining);
                 out.reserve(count);
@@ -943,5 +1090,380 @@ impl NlGen {
         }
         self.remaining -= out.len();
         Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::beaver::dealer::{DealerClient, DealerConfig, serve_session};
+    use crate::beaver::{InsecureIdealDealer, Material, Request, TripleProvider, WeightMask};
+    use crate::channel::{FramedChannel, mem};
+
+    const SEED: [u8; 32] = [5u8; 32];
+
+    async fn dealer_pair(
+        chunk_elems: usize,
+    ) -> (
+        DealerClient<FramedChannel>,
+        DealerClient<FramedChannel>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (d0, c0) = mem::pair();
+        let (d1, c1) = mem::pair();
+        let cfg = DealerConfig {
+            chunk_elems,
+            ..DealerConfig::default()
+        };
+        let h = tokio::spawn(async move {
+            let _ = serve_session(d0, d1, &cfg, &mut Prg::from_seed(SEED)).await;
+        });
+        let (p0, p1) = tokio::join!(
+            DealerClient::connect(c0, Party::P0, [1; 32]),
+            DealerClient::connect(c1, Party::P1, [1; 32])
+        );
+        (p0.unwrap(), p1.unwrap(), h)
+    }
+
+    fn bits_of(w: &[u64], n: usize) -> Vec<bool> {
+        (0..n).map(|i| (w[i / 64] >> (i % 64)) & 1 == 1).collect()
+    }
+
+    /// Every value of a nonlinear material, flattened (to compare two sources).
+    fn dump(m: &Material) -> Vec<u64> {
+        let mut v = Vec::new();
+        let Material::Nonlinear(m) = m else {
+            if let Material::WeightMask(WeightMask::P1 { b }) = m {
+                return b.data().to_vec();
+            }
+            return v;
+        };
+        match m {
+            NlMaterial::Cmp(CmpMaterial::Sender {
+                tables, triples, ..
+            }) => {
+                v.extend(tables.iter().map(|&t| t as u64));
+                for t in triples {
+                    for x in [&t.a, &t.b1, &t.c1, &t.b2, &t.c2] {
+                        v.extend_from_slice(x);
+                    }
+                }
+            }
+            NlMaterial::Cmp(CmpMaterial::Receiver {
+                choices,
+                chosen_lt,
+                chosen_eq,
+                triples,
+                ..
+            }) => {
+                v.extend(choices.iter().map(|&t| t as u64));
+                chosen_lt.iter().chain(chosen_eq).for_each(|x| v.extend(x));
+                for t in triples {
+                    for x in [&t.a, &t.b1, &t.c1, &t.b2, &t.c2] {
+                        v.extend_from_slice(x);
+                    }
+                }
+            }
+            NlMaterial::Mux(x) => {
+                for y in [&x.rho, &x.a, &x.rho_arith, &x.rho_a] {
+                    v.extend_from_slice(y);
+                }
+            }
+            NlMaterial::RowMul(x) => {
+                for y in [&x.a, &x.b, &x.c] {
+                    v.extend_from_slice(y);
+                }
+                v.extend(x.a2.iter().flatten());
+            }
+            NlMaterial::TruncSquareRow(x) => {
+                for y in [&x.r, &x.t, &x.s, &x.s2, &x.ts, &x.tb, &x.sb, &x.b] {
+                    v.extend_from_slice(y);
+                }
+            }
+            NlMaterial::ScaleVec(ScaleVecMaterial::P0 { a, c }) => {
+                v.extend_from_slice(a);
+                v.extend_from_slice(c);
+            }
+            NlMaterial::ScaleVec(ScaleVecMaterial::P1 { c }) => v.extend_from_slice(c),
+        }
+        v
+    }
+
+    /// Checks the correlation of both parties' parts of `req`.
+    fn check(req: &NlRequest, m0: &Material, m1: &Material, mask: &[u64]) {
+        let (Material::Nonlinear(a), Material::Nonlinear(b)) = (m0, m1) else {
+            panic!("not nonlinear material");
+        };
+        match (req, a, b) {
+            (
+                NlRequest::Cmp { n, .. },
+                NlMaterial::Cmp(CmpMaterial::Sender {
+                    shape,
+                    tables,
+                    triples: t0,
+                    ..
+                }),
+                NlMaterial::Cmp(CmpMaterial::Receiver {
+                    choices,
+                    chosen_lt,
+                    chosen_eq,
+                    triples: t1,
+                    ..
+                }),
+            ) => {
+                let n = *n;
+                for j in 0..shape.digits() {
+                    let lt = bits_of(&chosen_lt[j], n);
+                    let eq = (j > 0).then(|| bits_of(&chosen_eq[j], n));
+                    for e in 0..n {
+                        let (t, c) = (tables[j * n + e], choices[j * n + e] as u32);
+                        assert!(c < shape.entries(j), "choice in range");
+                        assert!(t & 0xffff < 1 << shape.entries(j), "table masked");
+                        assert_eq!(lt[e], (t >> c) & 1 == 1, "digit {j} element {e}");
+                        if let Some(eq) = &eq {
+                            assert_eq!(eq[e], (t >> (16 + c)) & 1 == 1);
+                        }
+                    }
+                }
+                assert_eq!(t0.len(), shape.combos());
+                for (x, y) in t0.iter().zip(t1) {
+                    let (a, b1, b2) = (bits_of(&x.a, n), bits_of(&x.b1, n), bits_of(&x.b2, n));
+                    let (a1, b11, b21) = (bits_of(&y.a, n), bits_of(&y.b1, n), bits_of(&y.b2, n));
+                    let (c1, c2) = (bits_of(&x.c1, n), bits_of(&x.c2, n));
+                    let (c11, c21) = (bits_of(&y.c1, n), bits_of(&y.c2, n));
+                    for e in 0..n {
+                        let aa = a[e] ^ a1[e];
+                        assert_eq!(c1[e] ^ c11[e], aa & (b1[e] ^ b11[e]));
+                        assert_eq!(c2[e] ^ c21[e], aa & (b2[e] ^ b21[e]));
+                    }
+                    assert_eq!(x.a.len(), n.div_ceil(64), "one word per 64 elements");
+                }
+            }
+            (NlRequest::Mux { n, k }, NlMaterial::Mux(x), NlMaterial::Mux(y)) => {
+                let (r0, r1) = (bits_of(&x.rho, *n), bits_of(&y.rho, *n));
+                for e in 0..*n {
+                    let rho = (r0[e] ^ r1[e]) as u64;
+                    assert_eq!(x.rho_arith[e].wrapping_add(y.rho_arith[e]), rho);
+                    for v in 0..*k {
+                        let i = e * k + v;
+                        let a = x.a[i].wrapping_add(y.a[i]);
+                        assert_eq!(x.rho_a[i].wrapping_add(y.rho_a[i]), rho.wrapping_mul(a));
+                    }
+                }
+            }
+            (
+                NlRequest::RowMul { layout, square },
+                NlMaterial::RowMul(x),
+                NlMaterial::RowMul(y),
+            ) => {
+                let mut i = 0;
+                for (r, len) in layout.lens().enumerate() {
+                    let b = x.b[r].wrapping_add(y.b[r]);
+                    for _ in 0..len {
+                        let a = x.a[i].wrapping_add(y.a[i]);
+                        assert_eq!(x.c[i].wrapping_add(y.c[i]), a.wrapping_mul(b));
+                        if *square {
+                            let q =
+                                x.a2.as_ref().unwrap()[i].wrapping_add(y.a2.as_ref().unwrap()[i]);
+                            assert_eq!(q, a.wrapping_mul(a));
+                        }
+                        i += 1;
+                    }
+                }
+                assert_eq!(i, layout.len());
+            }
+            (
+                NlRequest::TruncSquareRow { layout, bits },
+                NlMaterial::TruncSquareRow(x),
+                NlMaterial::TruncSquareRow(y),
+            ) => {
+                let add = |u: &[u64], v: &[u64], i: usize| u[i].wrapping_add(v[i]);
+                let mut i = 0;
+                for (row, len) in layout.lens().enumerate() {
+                    let b = add(&x.b, &y.b, row);
+                    for _ in 0..len {
+                        let r = add(&x.r, &y.r, i);
+                        let (t, s) = (r >> 63, (r & ((1u64 << 63) - 1)) >> bits);
+                        assert_eq!(add(&x.t, &y.t, i), t);
+                        assert_eq!(add(&x.s, &y.s, i), s);
+                        assert_eq!(add(&x.s2, &y.s2, i), s.wrapping_mul(s));
+                        assert_eq!(add(&x.ts, &y.ts, i), t.wrapping_mul(s));
+                        assert_eq!(add(&x.tb, &y.tb, i), t.wrapping_mul(b));
+                        assert_eq!(add(&x.sb, &y.sb, i), s.wrapping_mul(b));
+                        i += 1;
+                    }
+                }
+            }
+            (
+                NlRequest::ScaleVec { d, .. },
+                NlMaterial::ScaleVec(ScaleVecMaterial::P0 { a, c: c0 }),
+                NlMaterial::ScaleVec(ScaleVecMaterial::P1 { c: c1 }),
+            ) => {
+                for i in 0..a.len() {
+                    assert_eq!(c0[i].wrapping_add(c1[i]), a[i].wrapping_mul(mask[i % d]));
+                }
+            }
+            other => panic!("unexpected materials {other:?}"),
+        }
+    }
+
+    fn requests() -> Vec<NlRequest> {
+        let mut v = Vec::new();
+        for n in [1usize, 63, 64, 65, 200] {
+            for (bits, m) in [(31, 4), (32, 4), (1, 4), (3, 4), (20, 3), (9, 1)] {
+                v.push(NlRequest::Cmp {
+                    n,
+                    bits,
+                    digit_bits: m,
+                });
+            }
+            v.push(NlRequest::Mux { n, k: 0 });
+            v.push(NlRequest::Mux { n, k: 2 });
+        }
+        for square in [false, true] {
+            v.push(NlRequest::RowMul {
+                layout: RowLayout::Uniform { rows: 3, cols: 7 },
+                square,
+            });
+            v.push(NlRequest::RowMul {
+                layout: RowLayout::Causal {
+                    heads: 2,
+                    rows: 4,
+                    cols: 6,
+                },
+                square,
+            });
+        }
+        v.push(NlRequest::TruncSquareRow {
+            layout: RowLayout::Uniform { rows: 4, cols: 9 },
+            bits: 10,
+        });
+        v.push(NlRequest::ScaleVec {
+            id: 9,
+            rows: 3,
+            d: 5,
+        });
+        v
+    }
+
+    /// Every kind from the ideal dealer and from the dealer's serve loop (corrections streamed in
+    /// pieces of 7 elements): the same material for the same seeds, and the correlations hold.
+    #[tokio::test]
+    async fn ideal_and_dealer_serve_the_same_correct_material() {
+        let (mut i0, mut i1) = InsecureIdealDealer::pair_from_seed(SEED);
+        let (mut d0, mut d1, h) = dealer_pair(7).await;
+        let reg = Request::WeightMask { id: 9, k: 1, m: 5 };
+        let mut mask = Vec::new();
+        for prov in [&mut i0, &mut i1] {
+            let m = prov.fetch(&reg).await.unwrap();
+            if let Material::WeightMask(WeightMask::P1 { b }) = m {
+                mask = b.data().to_vec();
+            }
+        }
+        let (x, y) = tokio::join!(d0.fetch(&reg), d1.fetch(&reg));
+        assert_eq!(dump(&y.unwrap()), mask);
+        x.unwrap();
+        for req in requests() {
+            let r = Request::Nonlinear(req.clone());
+            let (a, b) = (i0.fetch(&r).await.unwrap(), i1.fetch(&r).await.unwrap());
+            check(&req, &a, &b, &mask);
+            let (c, d) = tokio::join!(d0.fetch(&r), d1.fetch(&r));
+            let (c, d) = (c.unwrap(), d.unwrap());
+            assert_eq!(dump(&a), dump(&c), "{req:?}: P0's material differs");
+            assert_eq!(dump(&b), dump(&d), "{req:?}: P1's material differs");
+            // Only P1 receives a correction, of the announced length.
+            assert_eq!(r.correction_len(Party::P0), 0);
+        }
+        drop((d0, d1));
+        h.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn dealer_refuses_mismatched_and_invalid_requests() {
+        // The two parties ask for different comparisons: both are told.
+        let (mut d0, mut d1, _h) = dealer_pair(64).await;
+        let a = Request::Nonlinear(NlRequest::Cmp {
+            n: 10,
+            bits: 31,
+            digit_bits: 4,
+        });
+        let b = Request::Nonlinear(NlRequest::Cmp {
+            n: 11,
+            bits: 31,
+            digit_bits: 4,
+        });
+        let (x, y) = tokio::join!(d0.fetch(&a), d1.fetch(&b));
+        for e in [x.unwrap_err(), y.unwrap_err()] {
+            let t = e.to_string();
+            assert!(t.contains("does not match") && t.contains("n: 11"), "{t}");
+        }
+        // A vector product with an unregistered vector.
+        let (mut d0, mut d1, _h) = dealer_pair(64).await;
+        let r = Request::Nonlinear(NlRequest::ScaleVec {
+            id: 3,
+            rows: 2,
+            d: 4,
+        });
+        let (x, y) = tokio::join!(d0.fetch(&r), d1.fetch(&r));
+        for e in [x.unwrap_err(), y.unwrap_err()] {
+            assert!(e.to_string().contains("no session mask"), "{e}");
+        }
+        // Invalid parameters are refused locally, before anything is sent.
+        for bad in [
+            NlRequest::Cmp {
+                n: 3,
+                bits: 31,
+                digit_bits: 5,
+            },
+            NlRequest::Cmp {
+                n: 3,
+                bits: 64,
+                digit_bits: 4,
+            },
+            NlRequest::Mux { n: 3, k: 17 },
+            NlRequest::RowMul {
+                layout: RowLayout::Causal {
+                    heads: 1,
+                    rows: 5,
+                    cols: 4,
+                },
+                square: false,
+            },
+            NlRequest::ScaleVec {
+                id: 1,
+                rows: 0,
+                d: 4,
+            },
+        ] {
+            let e = Request::Nonlinear(bad.clone())
+                .validate(1 << 20)
+                .unwrap_err();
+            assert!(e.to_string().contains("invalid request"), "{bad:?}: {e}");
+        }
+        let huge = NlRequest::Mux { n: 1 << 20, k: 3 };
+        assert!(Request::Nonlinear(huge).validate(1 << 20).is_err());
+    }
+
+    #[test]
+    fn layouts() {
+        let c = RowLayout::Causal {
+            heads: 2,
+            rows: 3,
+            cols: 5,
+        };
+        assert_eq!(c.lens().collect::<Vec<_>>(), vec![3, 4, 5, 3, 4, 5]);
+        assert_eq!(c.len(), 24);
+        assert_eq!(c.rows(), 6);
+        assert_eq!(c.max_len(), 5);
+        let u = RowLayout::Uniform { rows: 4, cols: 3 };
+        assert_eq!(u.len(), 12);
+        assert!(u.validate().is_ok());
+        let shape = CmpShape {
+            bits: 31,
+            digit_bits: 4,
+        };
+        assert_eq!(shape.digits(), 8);
+        assert_eq!(shape.width(7), 3);
+        assert_eq!(shape.correction_words_per_block(), 29);
     }
 }

@@ -344,7 +344,8 @@ pub async fn rsqrt<A: Arith>(a: &mut A, v: &A::V) -> Result<A::V, ErrorKind> {
 /// `c = √d`, which keeps `d` times more precision than dividing by `d` first.
 ///
 /// Range reduction over `[2^-f, 2^H)` (`f + H − 1` comparisons per value): `P = 2^-e` (at
-/// scale `2^H`), `Q = c·2^(-e/2)` (at `2^(f+12)`, public weights per exponent), `m = v·P`;
+/// scale `2^H`), `Q = c·2^(-e/2)` (public weights per exponent, at the finest scale the
+/// product `y·Q` allows), `m = v·P`;
 /// Newton `y ← y (3 − m y²) / 2` from the chord [`rsqrt_init`] (`rsqrt_iters` steps);
 /// `c/√v = y·Q`.
 pub async fn rsqrt_scaled<A: Arith>(a: &mut A, v: &A::V, c: f64) -> Result<A::V, ErrorKind> {
@@ -353,7 +354,9 @@ pub async fn rsqrt_scaled<A: Arith>(a: &mut A, v: &A::V, c: f64) -> Result<A::V,
     let n = a.len(v);
     let lo = -(f as i32);
     let hi = p.rsqrt_max_log2 as i32;
-    let g = f + 12;
+    // Q's scale: as fine as y·Q < 2^61 allows (y < 1.3·2^f, Q ≤ c·2^(g + f/2)).
+    let g = ((60.0 - 1.5 * f as f64 - c.log2()).floor() as i64)
+        .clamp((f + RSQRT_OUT_EXTRA_BITS + 1) as i64, 61) as u32;
     let qw = move |j: i32| (c * 2f64.powf(g as f64 - j as f64 / 2.0)).round() as u64;
     let (pow, q) = range_reduce(a, v, lo, hi, hi as u32, Some(&qw)).await?;
     let q = q.expect("weights requested");
@@ -422,17 +425,18 @@ impl std::fmt::Debug for NormParams {
     }
 }
 
-/// Extra bits of the public constant `1/d` in LayerNorm's means.
-pub const MEAN_EXTRA_BITS: u32 = 8;
-
 /// LayerNorm of `rows` rows of `d` values: `γ ⊙ (x − μ) / √(σ² + ε) + β`.
 ///
-/// Steps: `μ = Σx · ⌊2^(f+8)/d⌉ >> (f+8)` (per row); `c = x − μ`; `c²` keeping `c`'s opening;
-/// `S = (Σc²) >> f + ⌈d ε⌉`; `r = √d / √S` ([`rsqrt_scaled`], at `2^(f+4)`: dividing by `d` after
-/// the inverse square root keeps the variance's precision); `c · r_row` (at `2^(2f+4)`, from
-/// the kept opening); times `γ` (at `2^(3f+4)`, P0 sends one masked value per element); one
-/// truncation by `2f + 4`; P1 adds `β`. Domain: `Σc² < 2^rsqrt_max_log2` per row (`‖c‖₂ < 2^15`
-/// with the default 30), `|γ · c/σ| < 2^(62 − 3f − 4)` (`2^10` at `f = 16`) elementwise.
+/// Centred without a division: `c̃ = d·x − Σx = d (x − μ)`, exact in the ring, then
+/// `c = ⌊c̃ / 2^k⌋` with `k = ⌊log2 d⌋` (so `c ∈ [1, 2)·(x − μ)`; a constant row gives exactly
+/// `c = 0` and the output `β`).
+/// Steps: `c²` keeping `c` ([`Arith::trunc_square_keep`]: one opening for the truncation, the
+/// square and the later row product); `S = (Σ c²) >> f + ⌈ε d³ / 4^k⌉`; `r = √d / √S`
+/// ([`rsqrt_scaled`], at `2^(f+4)`; `c · r = (x − μ)/σ`); `c · r_row` (at `2^(2f+4)`, from the
+/// kept value); times `γ` (at `2^(3f+4)`, P0 sends one masked value per element); one
+/// truncation by `2f + 4`; P1 adds `β`. Domain: `Σ c² < 2^rsqrt_max_log2` per row, i.e.
+/// `‖x − μ‖₂ < 2^14` with the default 30, and `|γ · (x − μ)/σ| < 2^(62 − 3f − 4)` (`2^10` at
+/// `f = 16`).
 pub async fn layer_norm<A: Arith>(
     a: &mut A,
     x: &A::V,
@@ -444,16 +448,16 @@ pub async fn layer_norm<A: Arith>(
     let d = norm.gain.len();
     let lens = vec![d; rows];
     let layout = RowLayout::Uniform { rows, cols: d };
-    let kd = (2f64.powi((f + MEAN_EXTRA_BITS) as i32) / d as f64).round() as u64;
+    let k = (usize::BITS - 1 - d.leading_zeros()).max(1);
     let s1 = a.sum_groups(x, &lens);
-    let mean = a.trunc(&a.scale(&s1, kd), f + MEAN_EXTRA_BITS).await?;
-    let c = a.sub(x, &a.repeat_groups(&mean, &lens));
-    let (c2, kept) = a.square_keep(&c, &layout).await?;
-    let s2 = a.sum_groups(&c2, &lens);
+    let ct = a.sub(&a.scale(x, d as u64), &a.repeat_groups(&s1, &lens));
+    let (sq, kept) = a.trunc_square_keep(&ct, k, &layout).await?;
+    let s2 = a.sum_groups(&sq, &lens);
     let s2 = a.trunc(&s2, f).await?;
-    let eps = p.enc(norm.eps * d as f64).max(1);
+    let dd = d as f64;
+    let eps = p.enc(norm.eps * dd * dd * dd / 4f64.powi(k as i32)).max(1);
     let s2 = a.add_public(&s2, &vec![eps; rows]);
-    let r = rsqrt_scaled(a, &s2, (d as f64).sqrt()).await?;
+    let r = rsqrt_scaled(a, &s2, dd.sqrt()).await?;
     let y = a.mul_rows_kept(kept, &r).await?;
     let z = a.scale_server(&y, rows, &norm.gain).await?;
     let out = a.trunc(&z, 2 * f + RSQRT_OUT_EXTRA_BITS).await?;

@@ -219,7 +219,7 @@ pub trait Arith: Send {
     type V: Clone + Send + Sync;
     /// A vector of bits (XOR shares, plaintext bits, or a length).
     type B: Clone + Send + Sync;
-    /// An opened value kept for a later row product ([`Arith::square_keep`]).
+    /// An opened value kept for a later row product ([`Arith::trunc_square_keep`]).
     type Pending: Send + Sync;
 
     /// The AGREEMENT parameters.
@@ -291,15 +291,18 @@ pub trait Arith: Send {
         layout: &RowLayout,
     ) -> impl Future<Output = Result<Self::V, ErrorKind>> + Send;
 
-    /// `x ⊙ x`, keeping `x`'s opening for a later [`Arith::mul_rows_kept`] (LayerNorm's `c²`
-    /// and `c · r_row` from one opening of `c`).
-    fn square_keep(
+    /// `t²` for `t = ⌊x / 2^bits⌋` (the truncation as in [`Arith::trunc`]), keeping `t` for a
+    /// later [`Arith::mul_rows_kept`] (LayerNorm's `c²` and `c · r_row` from one opening of
+    /// `c`).
+    fn trunc_square_keep(
         &mut self,
         x: &Self::V,
+        bits: u32,
         layout: &RowLayout,
     ) -> impl Future<Output = Result<(Self::V, Self::Pending), ErrorKind>> + Send;
 
-    /// `x ⊙ r_row` for the `x` kept by [`Arith::square_keep`].
+    /// `t ⊙ r_row` for the `t` kept by [`Arith::trunc_square_keep`] (the same value its square
+    /// was computed from).
     fn mul_rows_kept(
         &mut self,
         kept: Self::Pending,

@@ -477,16 +477,22 @@ impl Arith for Count {
         Ok(*x)
     }
 
-    async fn square_keep(
+    async fn trunc_square_keep(
         &mut self,
         x: &usize,
+        bits: u32,
         layout: &RowLayout,
     ) -> Result<(usize, (usize, RowLayout)), ErrorKind> {
         if *x > 0 {
-            self.request(Request::Nonlinear(NlRequest::RowMul {
-                layout: layout.clone(),
-                square: true,
-            }));
+            match self.params.trunc {
+                TruncMode::DealerAssisted => {
+                    self.request(Request::Nonlinear(NlRequest::TruncSquareRow {
+                        layout: layout.clone(),
+                        bits,
+                    }))
+                }
+                TruncMode::Local => self.request(Request::Square { n: *x }),
+            }
             self.exchange(8 * x);
         }
         Ok((*x, (*x, layout.clone())))
@@ -495,12 +501,18 @@ impl Arith for Count {
     async fn mul_rows_kept(
         &mut self,
         kept: (usize, RowLayout),
-        _r: &usize,
+        r: &usize,
     ) -> Result<usize, ErrorKind> {
-        if kept.0 > 0 {
-            self.exchange(8 * kept.1.rows());
+        let (n, layout) = kept;
+        match self.params.trunc {
+            TruncMode::DealerAssisted => {
+                if n > 0 {
+                    self.exchange(8 * layout.rows());
+                }
+                Ok(n)
+            }
+            TruncMode::Local => self.mul_rows(&n, r, &layout).await,
         }
-        Ok(kept.0)
     }
 
     async fn trunc(&mut self, x: &usize, bits: u32) -> Result<usize, ErrorKind> {

@@ -199,13 +199,15 @@ impl Arith for Plain {
         Ok(mul_rows_plain(x, r, &rows_of(layout)))
     }
 
-    async fn square_keep(
+    async fn trunc_square_keep(
         &mut self,
         x: &Vec<u64>,
+        bits: u32,
         layout: &RowLayout,
     ) -> Result<(Vec<u64>, Self::Pending), ErrorKind> {
-        let sq = x.iter().map(|a| a.wrapping_mul(*a)).collect();
-        Ok((sq, (x.clone(), layout.clone())))
+        let t: Vec<u64> = x.iter().map(|&a| ((a as i64) >> bits) as u64).collect();
+        let sq = t.iter().map(|&v| v.wrapping_mul(v)).collect();
+        Ok((sq, (t, layout.clone())))
     }
 
     async fn mul_rows_kept(

@@ -18,6 +18,7 @@
 
 use crate::beaver::nl::{
     MuxMaterial, NlMaterial, NlRequest, RowLayout, RowMulMaterial, ScaleVecMaterial,
+    TruncSquareRowMaterial,
 };
 use crate::beaver::{Material, Request, TripleProvider};
 use crate::channel::Channel;
@@ -168,17 +169,29 @@ impl<C: Channel, K: TripleProvider> Session<C, K> {
     }
 }
 
-/// What [`Arith::square_keep`] keeps on the secure backend: the opened `D = x − a` and the
-/// correlation for the later row product.
-pub struct Kept {
-    d: Vec<u64>,
-    mat: RowMulMaterial,
-    layout: RowLayout,
+/// What [`Arith::trunc_square_keep`] keeps on the secure backend: the public parts `A, B` of
+/// the truncated value `A + B t − s` and the correlation for the later row product (or, with
+/// local truncation, the truncated value itself).
+pub struct Kept(KeptInner);
+
+enum KeptInner {
+    Fused {
+        ab: Vec<(u64, u64)>,
+        mat: TruncSquareRowMaterial,
+        layout: RowLayout,
+    },
+    Unopened {
+        t: Vec<u64>,
+        layout: RowLayout,
+    },
 }
 
 impl std::fmt::Debug for Kept {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Kept({:?}, ..)", self.layout)
+        let l = match &self.0 {
+            KeptInner::Fused { layout, .. } | KeptInner::Unopened { layout, .. } => layout,
+        };
+        write!(f, "Kept({l:?}, ..)")
     }
 }
 
@@ -427,67 +440,106 @@ impl<C: Channel, K: TripleProvider> Arith for Session<C, K> {
         Ok(row_product(self.party() == Party::P0, &d, &e, &mat, layout))
     }
 
-    async fn square_keep(
+    async fn trunc_square_keep(
         &mut self,
         x: &Vec<u64>,
+        bits: u32,
         layout: &RowLayout,
     ) -> Result<(Vec<u64>, Kept), ErrorKind> {
         check_lens("square", x.len(), layout.len())?;
-        let mat = if x.is_empty() {
-            RowMulMaterial {
-                a: vec![],
-                b: vec![0; layout.rows()],
-                c: vec![],
-                a2: Some(vec![]),
+        if !(1..=62).contains(&bits) {
+            return Err(ErrorKind::BadInput(format!(
+                "truncation by {bits} bits (must be 1..=62)"
+            )));
+        }
+        let n = x.len();
+        if n == 0 || self.params().trunc == TruncMode::Local {
+            let t = self.trunc(x, bits).await?;
+            let sq = self.square(&t).await?;
+            let kept = KeptInner::Unopened {
+                t,
+                layout: layout.clone(),
+            };
+            return Ok((sq, Kept(kept)));
+        }
+        let m = self
+            .fetch(Request::Nonlinear(NlRequest::TruncSquareRow {
+                layout: layout.clone(),
+                bits,
+            }))
+            .await?;
+        let mat = match m {
+            Material::Nonlinear(NlMaterial::TruncSquareRow(t))
+                if t.r.len() == n && t.sb.len() == n && t.b.len() == layout.rows() =>
+            {
+                t
             }
-        } else {
-            self.rowmul_material(layout, true).await?
-        };
-        let d: Vec<u64> = x
-            .iter()
-            .zip(&mat.a)
-            .map(|(v, m)| v.wrapping_sub(*m))
-            .collect();
-        let d = if x.is_empty() {
-            d
-        } else {
-            let mut msg = Vec::with_capacity(8 * d.len());
-            u64s_to_bytes(&d, &mut msg);
-            let peer = bytes_to_u64s(&self.exchange(&msg, "square openings").await?);
-            d.iter()
-                .zip(&peer)
-                .map(|(a, b)| a.wrapping_add(*b))
-                .collect()
+            other => return Err(wrong("row truncation-square correlations", &other)),
         };
         let p0 = self.party() == Party::P0;
-        let a2 = mat.a2.as_ref().expect("requested with the square");
-        let sq = (0..d.len())
+        let offset = if p0 { 1u64 << 62 } else { 0 };
+        let masked: Vec<u64> = x
+            .iter()
+            .zip(&mat.r)
+            .map(|(&v, &r)| v.wrapping_add(r).wrapping_add(offset))
+            .collect();
+        let mut msg = Vec::with_capacity(8 * n);
+        u64s_to_bytes(&masked, &mut msg);
+        let peer = bytes_to_u64s(&self.exchange(&msg, "truncation openings").await?);
+        let c: Vec<u64> = masked
+            .iter()
+            .zip(&peer)
+            .map(|(a, b)| a.wrapping_add(*b))
+            .collect();
+        // trunc(x) = A + B t − s with public A, B (see crate::trunc); its square is linear in
+        // the shares of t, s, t·s and s² (t² = t).
+        let low63 = (1u64 << 63) - 1;
+        let high = 1u64 << (63 - bits);
+        let bias = 1u64 << (62 - bits);
+        let ab: Vec<(u64, u64)> = c
+            .iter()
+            .map(|&c| {
+                let c63 = c >> 63;
+                let a = ((c & low63) >> bits)
+                    .wrapping_sub(bias)
+                    .wrapping_add(high.wrapping_mul(c63));
+                (a, high.wrapping_mul(1u64.wrapping_sub(2 * c63)))
+            })
+            .collect();
+        let sq = (0..n)
             .map(|i| {
-                let mut z = a2[i].wrapping_add(d[i].wrapping_mul(mat.a[i]).wrapping_mul(2));
+                let (a, b) = ab[i];
+                let mut z = (a
+                    .wrapping_mul(b)
+                    .wrapping_mul(2)
+                    .wrapping_add(b.wrapping_mul(b)))
+                .wrapping_mul(mat.t[i])
+                .wrapping_sub(a.wrapping_mul(2).wrapping_mul(mat.s[i]))
+                .wrapping_sub(b.wrapping_mul(2).wrapping_mul(mat.ts[i]))
+                .wrapping_add(mat.s2[i]);
                 if p0 {
-                    z = z.wrapping_add(d[i].wrapping_mul(d[i]));
+                    z = z.wrapping_add(a.wrapping_mul(a));
                 }
                 z
             })
             .collect();
-        Ok((
-            sq,
-            Kept {
-                d,
-                mat,
-                layout: layout.clone(),
-            },
-        ))
+        let kept = KeptInner::Fused {
+            ab,
+            mat,
+            layout: layout.clone(),
+        };
+        Ok((sq, Kept(kept)))
     }
 
     async fn mul_rows_kept(&mut self, kept: Kept, r: &Vec<u64>) -> Result<Vec<u64>, ErrorKind> {
-        check_lens("row product (rows)", r.len(), kept.layout.rows())?;
-        if kept.d.is_empty() {
-            return Ok(Vec::new());
-        }
+        let (ab, mat, layout) = match kept.0 {
+            KeptInner::Unopened { t, layout } => return self.mul_rows(&t, r, &layout).await,
+            KeptInner::Fused { ab, mat, layout } => (ab, mat, layout),
+        };
+        check_lens("row product (rows)", r.len(), layout.rows())?;
         let e: Vec<u64> = r
             .iter()
-            .zip(&kept.mat.b)
+            .zip(&mat.b)
             .map(|(v, m)| v.wrapping_sub(*m))
             .collect();
         let mut msg = Vec::with_capacity(8 * e.len());
@@ -498,13 +550,28 @@ impl<C: Channel, K: TripleProvider> Arith for Session<C, K> {
             .zip(&peer)
             .map(|(a, b)| a.wrapping_add(*b))
             .collect();
-        Ok(row_product(
-            self.party() == Party::P0,
-            &kept.d,
-            &e,
-            &kept.mat,
-            &kept.layout,
-        ))
+        // (A + B t − s)(E + b) = A E + A b + B E t + B (t b) − E s − (s b).
+        let p0 = self.party() == Party::P0;
+        let mut out = Vec::with_capacity(ab.len());
+        let mut i = 0;
+        for (row, len) in layout.lens().enumerate() {
+            let (er, br) = (e[row], mat.b[row]);
+            for _ in 0..len {
+                let (a, b) = ab[i];
+                let mut z = a
+                    .wrapping_mul(br)
+                    .wrapping_add(b.wrapping_mul(er).wrapping_mul(mat.t[i]))
+                    .wrapping_add(b.wrapping_mul(mat.tb[i]))
+                    .wrapping_sub(er.wrapping_mul(mat.s[i]))
+                    .wrapping_sub(mat.sb[i]);
+                if p0 {
+                    z = z.wrapping_add(a.wrapping_mul(er));
+                }
+                out.push(z);
+                i += 1;
+            }
+        }
+        Ok(out)
     }
 
     async fn trunc(&mut self, x: &Vec<u64>, bits: u32) -> Result<Vec<u64>, ErrorKind> {
