@@ -328,3 +328,60 @@ fn demo_and_help_still_work() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("--random-arch"));
 }
+
+#[test]
+fn the_model_directorys_tokenizer_is_used() {
+    // The fixture plus a small byte-level BPE (the 256 bytes and the merge "t h" -> 256), as
+    // Hugging Face's vocab.json + merges.txt: the text is tokenized with it, not by bytes.
+    let dir = tmp_dir("tokdir");
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(Path::new(FIXTURE).join(f), dir.join(f)).unwrap();
+    }
+    let printable = |b: u32| (0x21..=0x7e).contains(&b) || (0xa1..=0xff).contains(&b) && b != 0xad;
+    let mut next = 0x100;
+    let mut vocab = serde_json::Map::new();
+    for b in 0..=255u32 {
+        let c = if printable(b) {
+            b
+        } else {
+            next += 1;
+            next - 1
+        };
+        vocab.insert(char::from_u32(c).unwrap().to_string(), b.into());
+    }
+    vocab.insert("th".into(), 256.into());
+    std::fs::write(
+        dir.join("vocab.json"),
+        serde_json::Value::Object(vocab).to_string(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("merges.txt"), "#version: 0.2\nt h\n").unwrap();
+    let text = tmp_dir("tokdir-text").join("t.txt");
+    std::fs::write(&text, "the thin thread").unwrap();
+    let out_dir = tmp_dir("tokdir-out");
+    let out = privlm(&[
+        "entropy",
+        "--model",
+        s(&dir),
+        "--text",
+        s(&text),
+        "--out",
+        s(&out_dir),
+    ]);
+    let (stdout, stderr) = text_of(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("tokenizer: vocab.json + merges.txt"),
+        "{stdout}"
+    );
+    // 15 bytes, three "th" merged: 12 tokens.
+    assert!(stdout.contains("text: 12 tokens"), "{stdout}");
+    check_report(&out_dir, 2, 4);
+
+    // Half a tokenizer is an error naming the missing file, not a silent fallback.
+    std::fs::remove_file(dir.join("merges.txt")).unwrap();
+    let out = privlm(&["entropy", "--model", s(&dir), "--text", s(&text)]);
+    let (stdout, stderr) = text_of(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("merges.txt"), "{stdout}\n{stderr}");
+}

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use privlm::entropy::{EntropyAccumulator, report, table};
-use privlm::model::tokenizer::TokenizerKind;
+use privlm::model::tokenizer::{self, Tokenizer, TokenizerKind, TokenizerSource};
 use privlm::model::{Architecture, Model, ModelConfig, TemperatureForm};
 
 const USAGE: &str = "\
@@ -51,8 +51,10 @@ OPTIONS:
                          SM(t)+ScFuFFN, optionally EReg(...) and a [k] suffix)
     --text FILE          the UTF-8 text to analyse (required, not empty)
     --out DIR            output directory [default: entropy-out]
-    --tokenizer KIND     gpt2 or byte [default: by vocabulary size: 256 -> byte,
-                         >= 50257 -> gpt2, otherwise byte ids 0..255 with a note]
+    --tokenizer KIND     gpt2 or byte [default: the model directory's tokenizer.json or
+                         vocab.json + merges.txt if it has them, else by vocabulary
+                         size: 256 -> byte, >= 50257 -> gpt2, otherwise byte ids 0..255
+                         with a note]
 
 SHAPE OPTIONS (with --random-arch; defaults are GPT-2 small at T = 128):
     --layers N           number of layers [default: 12]
@@ -239,27 +241,12 @@ impl EntropyArgs {
     }
 }
 
-/// The tokenizer for a vocabulary size: 256 is the byte tokenizer, GPT-2's size (or larger)
-/// GPT-2 BPE; any other size falls back to byte ids (which fit any vocabulary of at least 256)
-/// with a note, since privlm's config does not name a tokenizer.
-fn choose_tokenizer(vocab: usize) -> Result<(TokenizerKind, Option<String>)> {
-    let gpt2 = TokenizerKind::Gpt2.vocab_size();
-    if vocab == 256 {
-        Ok((TokenizerKind::Byte, None))
-    } else if vocab >= gpt2 {
-        Ok((TokenizerKind::Gpt2, None))
-    } else if vocab > 256 {
-        Ok((
-            TokenizerKind::Byte,
-            Some(format!(
-                "note: vocabulary {vocab} is neither the byte tokenizer's (256) nor GPT-2's \
-                 ({gpt2}); using byte tokens (ids 0..255). Pass --tokenizer to choose."
-            )),
-        ))
-    } else {
-        bail!(
-            "vocabulary {vocab} is smaller than any tokenizer privlm has (byte: 256, gpt2: {gpt2})"
-        )
+/// Prints where a model directory's tokenizer came from.
+fn describe_source(src: &TokenizerSource) {
+    match src {
+        TokenizerSource::BuiltIn(_, Some(note)) => println!("{note}"),
+        TokenizerSource::BuiltIn(..) => {}
+        other => println!("tokenizer: {other}"),
     }
 }
 
@@ -324,25 +311,36 @@ fn run_entropy(opts: &EntropyArgs) -> Result<()> {
         cfg.vocab_size
     );
 
-    let kind = match opts.tokenizer {
-        Some(k) => k,
-        None => {
-            let (k, note) = choose_tokenizer(cfg.vocab_size)?;
+    let (tok, kind): (Box<dyn Tokenizer>, String) = match (opts.tokenizer, &opts.source) {
+        (Some(k), _) => (k.build(), k.to_string()),
+        (None, ModelSource::Dir(dir)) => {
+            let (t, src) = tokenizer::for_model_dir(dir, cfg.vocab_size)
+                .with_context(|| format!("the tokenizer of {}", dir.display()))?;
+            describe_source(&src);
+            let name = match src {
+                TokenizerSource::BuiltIn(k, _) => k.to_string(),
+                TokenizerSource::TokenizerJson => "tokenizer.json".to_string(),
+                TokenizerSource::VocabMerges => "vocab.json + merges.txt".to_string(),
+            };
+            (t, name)
+        }
+        (None, ModelSource::Random { .. }) => {
+            let (k, note) = TokenizerKind::for_vocab_size(cfg.vocab_size)?;
             if let Some(n) = note {
                 println!("{n}");
             }
-            k
+            (k.build(), k.to_string())
         }
     };
-    if kind.vocab_size() > cfg.vocab_size {
+    if tok.vocab_size() > cfg.vocab_size {
         println!(
             "note: the {kind} tokenizer has {} ids but the model's vocabulary is {}; \
              a text using ids beyond it is refused",
-            kind.vocab_size(),
+            tok.vocab_size(),
             cfg.vocab_size
         );
     }
-    let tokens = kind.build().encode(&text);
+    let tokens = tok.encode(&text);
     if tokens.is_empty() {
         bail!("the text file {} produced no tokens", opts.text.display());
     }

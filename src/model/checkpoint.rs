@@ -6,28 +6,37 @@
 //!
 //! - **Hugging Face GPT-2** (`config.json` with `"model_type": "gpt2"`): GPT-2's names
 //!   (`wte.weight`, `h.0.attn.c_attn.weight`, ...), with or without the `transformer.` prefix,
-//!   Conv1D weights `[in, out]`, input and output embeddings tied (`lm_head.weight`, if
-//!   present, is ignored). Architecture `SM+LN+G` (`activation_function: gelu_new`) or
-//!   `SM+LN+R` (`relu`).
+//!   Conv1D weights `[in, out]`. Architecture `SM+LN+G` (`activation_function: gelu_new`) or
+//!   `SM+LN+R` (`relu`). The config fields that change the computation are honoured or
+//!   refused by name ([`HfOptions`]): `tie_word_embeddings: false` loads `lm_head.weight` as
+//!   the LM head (tied: it is ignored, as Hugging Face ties it to `wte`),
+//!   `scale_attn_weights` and `scale_attn_by_inverse_layer_idx` set the layers' public score
+//!   scales, `add_cross_attention: true` is refused.
 //! - **privlm** (`config.json` is a [`ModelConfig`], with an `architecture` field): the same
 //!   names plus those of docs/model.md (fused FFN `h.{i}.mlp.c_fused`, `h.{i}.ffn_alpha`,
-//!   `h.{i}.ffn_beta`, `h.{i}.attn.temperature`, weight/spectral-normalised weights). Biases
-//!   are optional (absent = zero). Weight normalization, spectral normalization and `1/alpha`
+//!   `h.{i}.ffn_beta`, `h.{i}.attn.temperature`, `h.{i}.attn.score_scale`, `lm_head.weight`,
+//!   weight/spectral-normalised weights). Biases are optional (absent = zero). Weight normalization, spectral normalization and `1/alpha`
 //!   fold into the weights here, at load time; `beta` and the temperature stay public
 //!   per-layer constants.
+//!
+//! Tensors may be stored as F32, F16, BF16 or F64 and are converted to f32; a NaN or infinite
+//! value is refused with the tensor's name. A tensor the model does not use is refused by
+//! name (only Hugging Face's attention-mask buffers and a tied `lm_head.weight` are skipped):
+//! privlm never serves a model other than the one on disk.
 //!
 //! The file is read into memory with one `read` call rather than memory-mapped: mapping a
 //! file needs an `unsafe` call (the file could change underneath), which the crate's
 //! `#![forbid(unsafe_code)]` rules out.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
 use super::ModelError;
 use super::config::{Activation, Architecture, FfnKind, ModelConfig, TemperatureForm};
-use super::ops::{Block, Embedding, Ffn, Linear, ModelWeights, Norm};
+use super::ops::{Block, Embedding, Ffn, Linear, ModelWeights, Norm, default_score_scale};
 use super::plain::F32Ops;
 
 /// The host (f32) weights of a model.
@@ -56,10 +65,11 @@ pub fn load_dir(dir: &Path) -> Result<(ModelConfig, Weights, Format), ModelError
     })?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| ModelError::ConfigJson(e.to_string()))?;
-    let (cfg, format) = if json.get("architecture").is_some() {
-        (ModelConfig::from_json(&text)?, Format::Privlm)
+    let (cfg, format, hf) = if json.get("architecture").is_some() {
+        (ModelConfig::from_json(&text)?, Format::Privlm, None)
     } else {
-        (hf_config(&json)?, Format::HuggingFaceGpt2)
+        let hf = hf_options(&json)?;
+        (hf_config(&json)?, Format::HuggingFaceGpt2, Some(hf))
     };
     let st_path = dir.join(WEIGHTS_FILE);
     let bytes = std::fs::read(&st_path).map_err(|e| ModelError::Io {
@@ -67,8 +77,72 @@ pub fn load_dir(dir: &Path) -> Result<(ModelConfig, Weights, Format), ModelError
         msg: e.to_string(),
     })?;
     let st = open_safetensors(&bytes)?;
-    let weights = read_weights(&cfg, &st, format)?;
+    let weights = read_weights_with(&cfg, &st, format, hf.unwrap_or_default())?;
     Ok((cfg, weights, format))
+}
+
+/// The Hugging Face GPT-2 config fields beyond the shapes that change what the model computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HfOptions {
+    /// `tie_word_embeddings` (default true): the LM head is `wte`; false: `lm_head.weight`.
+    pub tie_word_embeddings: bool,
+    /// `scale_attn_weights` (default true): scores divided by `√d_k`.
+    pub scale_attn_weights: bool,
+    /// `scale_attn_by_inverse_layer_idx` (default false): layer `l`'s scores divided by `l + 1`.
+    pub scale_attn_by_inverse_layer_idx: bool,
+}
+
+impl Default for HfOptions {
+    fn default() -> Self {
+        HfOptions {
+            tie_word_embeddings: true,
+            scale_attn_weights: true,
+            scale_attn_by_inverse_layer_idx: false,
+        }
+    }
+}
+
+impl HfOptions {
+    /// The public score scale of layer `l`: `1/√d_k` (or 1), divided by `l + 1` if asked.
+    pub fn score_scale(&self, cfg: &ModelConfig, l: usize) -> f32 {
+        let base = if self.scale_attn_weights {
+            default_score_scale(cfg)
+        } else {
+            1.0
+        };
+        if self.scale_attn_by_inverse_layer_idx {
+            base / (l + 1) as f32
+        } else {
+            base
+        }
+    }
+}
+
+/// Reads the fields of [`HfOptions`] from a Hugging Face `config.json`, and refuses by name the
+/// fields privlm cannot honour (`add_cross_attention: true`). A field of the wrong type is an
+/// error naming it.
+pub fn hf_options(json: &serde_json::Value) -> Result<HfOptions, ModelError> {
+    let flag = |name: &'static str, default: bool| -> Result<bool, ModelError> {
+        match json.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(default),
+            Some(serde_json::Value::Bool(b)) => Ok(*b),
+            Some(v) => Err(ModelError::BadConfig {
+                field: name,
+                msg: format!("expected true or false, got {v}"),
+            }),
+        }
+    };
+    if flag("add_cross_attention", false)? {
+        return Err(ModelError::BadConfig {
+            field: "add_cross_attention",
+            msg: "cross-attention (an encoder-decoder GPT-2) is not supported".into(),
+        });
+    }
+    Ok(HfOptions {
+        tie_word_embeddings: flag("tie_word_embeddings", true)?,
+        scale_attn_weights: flag("scale_attn_weights", true)?,
+        scale_attn_by_inverse_layer_idx: flag("scale_attn_by_inverse_layer_idx", false)?,
+    })
 }
 
 /// Reads a Hugging Face GPT-2 `config.json` into a [`ModelConfig`]; errors name the field.
@@ -169,9 +243,11 @@ fn diagnose(bytes: &[u8], err: safetensors::SafeTensorError) -> ModelError {
     ModelError::Safetensors(format!("{err:?}"))
 }
 
-/// Looks up tensors by name, trying the `transformer.` prefix too.
+/// Looks up tensors by name, trying the `transformer.` prefix too, and remembers which were
+/// read.
 struct Reader<'a, 'b> {
     st: &'a SafeTensors<'b>,
+    used: RefCell<BTreeSet<String>>,
 }
 
 impl Reader<'_, '_> {
@@ -202,18 +278,32 @@ impl Reader<'_, '_> {
                 got: got.to_vec(),
             });
         }
-        if t.dtype() != Dtype::F32 {
-            return Err(ModelError::WrongDtype {
+        let values = to_f32(t.dtype(), t.data()).ok_or_else(|| ModelError::WrongDtype {
+            tensor: full.clone(),
+            dtype: format!("{:?}", t.dtype()),
+        })?;
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(ModelError::BadTensor {
                 tensor: full,
-                dtype: format!("{:?}", t.dtype()),
+                msg: format!("value {v} at index {i}: weights must be finite"),
             });
         }
-        Ok(Some(
-            t.data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        ))
+        self.used.borrow_mut().insert(full);
+        Ok(Some(values))
+    }
+
+    /// The tensors of the file that were not read, except those `skip` accepts.
+    fn unused(&self, skip: impl Fn(&str) -> bool) -> Vec<String> {
+        let used = self.used.borrow();
+        let mut names: Vec<String> = self
+            .st
+            .names()
+            .into_iter()
+            .filter(|n| !used.contains(*n) && !skip(n))
+            .map(str::to_string)
+            .collect();
+        names.sort();
+        names
     }
 
     fn req(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, ModelError> {
@@ -300,6 +390,49 @@ pub fn fold_spectral_norm(w: &[f32], u: &[f32], v: &[f32], d_in: usize, d_out: u
     w.iter().map(|&x| (x as f64 * inv) as f32).collect()
 }
 
+/// Little-endian tensor bytes of a floating-point dtype as f32 (`None` for other dtypes).
+/// F16 and BF16 convert exactly; F64 rounds to the nearest f32.
+fn to_f32(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+            .collect(),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// IEEE 754 binary16 to binary32 (exact: every half value is a float).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let mant = (h & 0x3ff) as u32;
+    let bits = match exp {
+        // Zero or subnormal: mant · 2^-24, exact in f32.
+        0 => {
+            let v = mant as f32 / (1u32 << 24) as f32;
+            return if sign != 0 { -v } else { v };
+        }
+        // Infinity or NaN (the payload kept).
+        0x1f => sign | 0x7f80_0000 | (mant << 13),
+        // Normal: rebias the exponent (15 -> 127).
+        e => sign | ((e + 112) << 23) | (mant << 13),
+    };
+    f32::from_bits(bits)
+}
+
 fn scale_linear(l: &mut Linear, c: f32) {
     l.w.iter_mut().for_each(|x| *x *= c);
     if let Some(b) = &mut l.b {
@@ -307,13 +440,31 @@ fn scale_linear(l: &mut Linear, c: f32) {
     }
 }
 
-/// Reads the weights of `cfg` from an opened safetensors file.
+/// Reads the weights of `cfg` from an opened safetensors file (Hugging Face options at their
+/// defaults; see [`read_weights_with`]).
 pub fn read_weights(
     cfg: &ModelConfig,
     st: &SafeTensors<'_>,
     format: Format,
 ) -> Result<Weights, ModelError> {
-    let r = Reader { st };
+    read_weights_with(cfg, st, format, HfOptions::default())
+}
+
+/// Reads the weights of `cfg` from an opened safetensors file. For Hugging Face checkpoints,
+/// `hf` gives the LM-head tying and the score scales; privlm checkpoints carry both in the file
+/// (`lm_head.weight`, `h.{i}.attn.score_scale`) and ignore `hf`. Every tensor of the file must
+/// be used (Hugging Face's mask buffers `h.{i}.attn.bias` / `.masked_bias` and a tied
+/// `lm_head.weight` excepted); an unused one is refused by name.
+pub fn read_weights_with(
+    cfg: &ModelConfig,
+    st: &SafeTensors<'_>,
+    format: Format,
+    hf_opts: HfOptions,
+) -> Result<Weights, ModelError> {
+    let r = Reader {
+        st,
+        used: RefCell::new(BTreeSet::new()),
+    };
     let hf = format == Format::HuggingFaceGpt2;
     let (d, heads, ctx) = (cfg.d_model, cfg.n_head, cfg.n_ctx);
     let arch = cfg.architecture;
@@ -387,6 +538,21 @@ pub fn read_weights(
         } else {
             None
         };
+        let score_scale = if hf {
+            hf_opts.score_scale(cfg, l)
+        } else {
+            let name = format!("{p}.attn.score_scale");
+            let s = r
+                .opt(&name, &[1])?
+                .map_or(default_score_scale(cfg), |v| v[0]);
+            if !(s.is_finite() && s > 0.0) {
+                return Err(ModelError::BadTensor {
+                    tensor: name,
+                    msg: format!("the score scale must be finite and positive, got {s}"),
+                });
+            }
+            s
+        };
         blocks.push(Block {
             ln_1,
             qkv,
@@ -394,6 +560,7 @@ pub fn read_weights(
             ln_2,
             ffn,
             beta,
+            score_scale,
             temperature,
         });
     }
@@ -402,15 +569,68 @@ pub fn read_weights(
     } else {
         None
     };
+    // The LM head: Hugging Face says in the config; privlm's format by the tensor's presence.
+    let untied = if hf {
+        !hf_opts.tie_word_embeddings
+    } else {
+        r.has("lm_head.weight")
+    };
+    let lm_head = if untied {
+        let w = r.req("lm_head.weight", &[cfg.vocab_size, d])?;
+        Some(Linear {
+            d_in: d,
+            d_out: cfg.vocab_size,
+            w: transpose(&w, cfg.vocab_size, d),
+            b: None,
+        })
+    } else {
+        None
+    };
+    let unused = r.unused(|name| {
+        let n = name.strip_prefix("transformer.").unwrap_or(name);
+        hf && (n == "lm_head.weight"
+            || n.ends_with(".attn.bias")
+            || n.ends_with(".attn.masked_bias"))
+    });
+    if let Some(first) = unused.first() {
+        return Err(ModelError::BadTensor {
+            tensor: first.clone(),
+            msg: format!(
+                "not used by {} with this config ({} unused tensor(s): {}); refusing to serve a \
+                 model other than the one on disk",
+                cfg.architecture,
+                unused.len(),
+                unused
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
     Ok(ModelWeights {
         embedding,
         blocks,
         ln_f,
+        lm_head,
     })
 }
 
+/// `[rows, cols]` row-major to `[cols, rows]`.
+fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    for (i, row) in x.chunks(cols).enumerate().take(rows) {
+        for (j, &v) in row.iter().enumerate() {
+            out[j * rows + i] = v;
+        }
+    }
+    out
+}
+
 /// Serialises the weights in privlm's tensor naming (folded form: `ffn_alpha` is not written
-/// since 1/alpha is already in the weights; `ffn_beta` and temperatures are).
+/// since 1/alpha is already in the weights; `ffn_beta` and temperatures are; a score scale
+/// only where it differs from `1/√d_k`; `lm_head.weight` only for an untied head).
 pub fn weights_to_tensors(cfg: &ModelConfig, w: &Weights) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let mut out: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let e = &w.embedding;
@@ -451,6 +671,13 @@ pub fn weights_to_tensors(cfg: &ModelConfig, w: &Weights) -> Vec<(String, Vec<us
         if matches!(cfg.architecture.ffn, FfnKind::Scaled | FfnKind::ScaledFused) {
             out.push((format!("{p}.ffn_beta"), vec![1], vec![b.beta]));
         }
+        if b.score_scale != default_score_scale(cfg) {
+            out.push((
+                format!("{p}.attn.score_scale"),
+                vec![1],
+                vec![b.score_scale],
+            ));
+        }
         if let Some(t) = &b.temperature {
             let shape = match cfg.temperature_form {
                 TemperatureForm::PerHeadQuery => vec![cfg.n_head, cfg.n_ctx],
@@ -461,6 +688,14 @@ pub fn weights_to_tensors(cfg: &ModelConfig, w: &Weights) -> Vec<(String, Vec<us
     }
     if let Some(n) = &w.ln_f {
         norm(&mut out, "ln_f".into(), n);
+    }
+    if let Some(h) = &w.lm_head {
+        // Stored like `wte` (and Hugging Face's `lm_head.weight`): [vocab, d].
+        out.push((
+            "lm_head.weight".into(),
+            vec![h.d_out, h.d_in],
+            transpose(&h.w, h.d_in, h.d_out),
+        ));
     }
     out
 }
@@ -509,4 +744,38 @@ pub fn save_dir(dir: &Path, cfg: &ModelConfig, w: &Weights) -> Result<(), ModelE
     let cfg_path = dir.join(CONFIG_FILE);
     std::fs::write(&cfg_path, cfg.to_json()).map_err(|e| io(&cfg_path, e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every binary16 bit pattern converts to the value the IEEE 754 formula gives.
+    #[test]
+    fn f16_conversion_is_exact_on_every_pattern() {
+        for h in 0..=u16::MAX {
+            let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+            let exp = ((h >> 10) & 0x1f) as i32;
+            let mant = (h & 0x3ff) as f64;
+            let got = f16_to_f32(h);
+            match exp {
+                0x1f if mant == 0.0 => assert_eq!(got, sign as f32 * f32::INFINITY),
+                0x1f => assert!(got.is_nan(), "{h:#06x}"),
+                0 => assert_eq!(got as f64, sign * mant * 2f64.powi(-24), "{h:#06x}"),
+                e => assert_eq!(
+                    got as f64,
+                    sign * (1.0 + mant / 1024.0) * 2f64.powi(e - 15),
+                    "{h:#06x}"
+                ),
+            }
+            assert_eq!(got.is_sign_negative(), h & 0x8000 != 0, "{h:#06x}: sign");
+        }
+    }
+
+    #[test]
+    fn other_dtypes_are_not_converted() {
+        assert!(to_f32(Dtype::I32, &[0; 4]).is_none());
+        assert_eq!(to_f32(Dtype::BF16, &[0x80, 0x3f]).unwrap(), [1.0]);
+        assert_eq!(to_f32(Dtype::F64, &2.5f64.to_le_bytes()).unwrap(), [2.5]);
+    }
 }

@@ -11,7 +11,9 @@
 //! - LayerNorm: `mean = (Σx · ⌊2^(f+8)/d⌉) >> (f+8)`, `c = x - mean`,
 //!   `var = (Σ (c·c >> f) · ⌊2^(f+8)/d⌉) >> (f+8)`, `r = rsqrt(var + ⌈eps⌉)`,
 //!   `y = (((c·r) >> f) · γ >> f) + β`;
-//! - attention logits: `((q kᵀ) >> f) · enc(1/(t·√d_k)) >> f` per row;
+//! - attention scores: `((q kᵀ) >> f) · enc(s/t) >> f` per head and query row, with `s` the
+//!   layer's public score scale (`1/√d_k` normally) and `t` the temperature (1 without); masked
+//!   entries are 0;
 //! - causal softmax: row max (comparisons), `e = exp_neg(x - max)`, `r = reciprocal(Σ e)`,
 //!   `p = (e · r) >> f`; masked entries are 0 and not computed;
 //! - β scaling: `(x · enc(β)) >> f`;
@@ -19,8 +21,11 @@
 
 use privlm_protocols::ring::{RingTensor, matmul_into};
 
+use super::ModelError;
 use super::approx::{self, FRAC_BITS, enc};
-use super::ops::{Embedding, Linear, Norm, TensorOps};
+use super::ops::{
+    Embedding, EmbeddingShape, Linear, LinearShape, Norm, NormShape, TensorOps, Tokens, argmax_by,
+};
 
 /// Extra fractional bits of the public constant 1/d in LayerNorm's means.
 pub const MEAN_EXTRA_BITS: u32 = 8;
@@ -47,6 +52,7 @@ pub struct FixedNorm {
 pub struct FixedEmbedding {
     vocab: usize,
     d: usize,
+    n_ctx: usize,
     wte: Vec<u64>,
     wpe: Vec<u64>,
 }
@@ -85,20 +91,47 @@ fn enc_all(xs: &[f32]) -> Vec<u64> {
     xs.iter().map(|&x| enc(x as f64) as u64).collect()
 }
 
-fn shape2(x: &RingTensor) -> (usize, usize) {
+fn shape_err(op: &'static str, msg: String) -> ModelError {
+    ModelError::Backend { op, msg }
+}
+
+fn shape2(op: &'static str, x: &RingTensor) -> Result<(usize, usize), ModelError> {
     match x.shape() {
-        [r, c] => (*r, *c),
-        s => panic!("fixed backend: expected a 2-D tensor, got shape {s:?}"),
+        [r, c] => Ok((*r, *c)),
+        s => Err(shape_err(
+            op,
+            format!("expected a 2-D tensor, got shape {s:?}"),
+        )),
     }
 }
 
-fn tensor(rows: usize, cols: usize, data: Vec<u64>) -> RingTensor {
-    RingTensor::from_vec(&[rows, cols], data).expect("shape matches data")
+fn shape3(op: &'static str, x: &RingTensor) -> Result<(usize, usize, usize), ModelError> {
+    match x.shape() {
+        [h, r, c] => Ok((*h, *r, *c)),
+        s => Err(shape_err(
+            op,
+            format!("expected a [heads, rows, cols] tensor, got shape {s:?}"),
+        )),
+    }
+}
+
+fn tensor(shape: &[usize], data: Vec<u64>) -> RingTensor {
+    RingTensor::from_vec(shape, data).expect("shape matches data")
 }
 
 fn map(x: &RingTensor, f: impl Fn(i64) -> i64) -> RingTensor {
-    let (r, c) = shape2(x);
-    tensor(r, c, x.data().iter().map(|&v| f(v as i64) as u64).collect())
+    tensor(
+        x.shape(),
+        x.data().iter().map(|&v| f(v as i64) as u64).collect(),
+    )
+}
+
+fn need<'a, T>(op: &'static str, v: Option<&'a T>) -> Result<&'a T, ModelError> {
+    v.ok_or_else(|| shape_err(op, "the fixed-point mirror needs the weight values".into()))
+}
+
+fn head(x: &RingTensor, h: usize, rows: usize, cols: usize) -> &[u64] {
+    &x.data()[h * rows * cols..(h + 1) * rows * cols]
 }
 
 /// `a (n x k) · b (k x m)` over Z_2^64, rows split across the available cores.
@@ -168,54 +201,173 @@ fn mul_pub_fine(a: i64, c: f64, extra: u32) -> i64 {
 
 impl TensorOps for FixedOps {
     type Tensor = RingTensor;
+    type Heads = RingTensor;
     type Linear = FixedLinear;
     type Norm = FixedNorm;
     type Embedding = FixedEmbedding;
+    type Error = ModelError;
 
-    fn prepare_linear(&self, w: &Linear) -> FixedLinear {
-        FixedLinear {
+    async fn prepare_linear(
+        &mut self,
+        _shape: LinearShape,
+        w: Option<&Linear>,
+    ) -> Result<FixedLinear, ModelError> {
+        let w = need("prepare_linear", w)?;
+        Ok(FixedLinear {
             d_in: w.d_in,
             d_out: w.d_out,
             w: enc_all(&w.w),
             b: w.b.as_deref().map(enc_all),
-        }
+        })
     }
 
-    fn prepare_norm(&self, n: &Norm) -> FixedNorm {
-        FixedNorm {
+    async fn prepare_norm(
+        &mut self,
+        _shape: NormShape,
+        n: Option<&Norm>,
+    ) -> Result<FixedNorm, ModelError> {
+        let n = need("prepare_norm", n)?;
+        Ok(FixedNorm {
             gamma: n.gamma.iter().map(|&g| enc(g as f64)).collect(),
             beta: n.beta.iter().map(|&b| enc(b as f64)).collect(),
             eps: enc(n.eps as f64).max(1),
-        }
+        })
     }
 
-    fn prepare_embedding(&self, e: &Embedding) -> FixedEmbedding {
-        FixedEmbedding {
+    async fn prepare_embedding(
+        &mut self,
+        _shape: EmbeddingShape,
+        e: Option<&Embedding>,
+    ) -> Result<FixedEmbedding, ModelError> {
+        let e = need("prepare_embedding", e)?;
+        Ok(FixedEmbedding {
             vocab: e.vocab,
             d: e.d,
+            n_ctx: e.n_ctx,
             wte: enc_all(&e.wte),
             wpe: enc_all(&e.wpe),
-        }
+        })
     }
 
     fn rows(&self, x: &RingTensor) -> usize {
-        shape2(x).0
+        x.shape().first().copied().unwrap_or(0)
     }
 
-    fn embed(&mut self, e: &FixedEmbedding, tokens: &[u32], pos0: usize) -> RingTensor {
+    fn row_range(
+        &self,
+        x: &RingTensor,
+        start: usize,
+        len: usize,
+    ) -> Result<RingTensor, ModelError> {
+        let (r, c) = shape2("row_range", x)?;
+        if start + len > r {
+            return Err(shape_err(
+                "row_range",
+                format!("rows {start}..{} of {r}", start + len),
+            ));
+        }
+        Ok(tensor(
+            &[len, c],
+            x.data()[start * c..(start + len) * c].to_vec(),
+        ))
+    }
+
+    fn split_heads(
+        &self,
+        x: &RingTensor,
+        start: usize,
+        heads: usize,
+        head_dim: usize,
+    ) -> Result<RingTensor, ModelError> {
+        let (r, c) = shape2("split_heads", x)?;
+        if start + heads * head_dim > c {
+            return Err(shape_err(
+                "split_heads",
+                format!("columns {start}..{} of {c}", start + heads * head_dim),
+            ));
+        }
+        let mut data = Vec::with_capacity(heads * r * head_dim);
+        for h in 0..heads {
+            let c0 = start + h * head_dim;
+            for row in x.data().chunks(c.max(1)).take(r) {
+                data.extend_from_slice(&row[c0..c0 + head_dim]);
+            }
+        }
+        Ok(tensor(&[heads, r, head_dim], data))
+    }
+
+    fn merge_heads(&self, x: &RingTensor) -> Result<RingTensor, ModelError> {
+        let (h_n, r, c) = shape3("merge_heads", x)?;
+        let cols = h_n * c;
+        let mut data = vec![0u64; r * cols];
+        for h in 0..h_n {
+            for (i, src) in head(x, h, r, c).chunks(c.max(1)).enumerate().take(r) {
+                data[i * cols + h * c..i * cols + (h + 1) * c].copy_from_slice(src);
+            }
+        }
+        Ok(tensor(&[r, cols], data))
+    }
+
+    fn concat_rows(&self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor, ModelError> {
+        let (ha, ra, ca) = shape3("concat_rows", a)?;
+        let (hb, rb, cb) = shape3("concat_rows", b)?;
+        if (ha, ca) != (hb, cb) {
+            return Err(shape_err(
+                "concat_rows",
+                format!("[{ha}, _, {ca}] and [{hb}, _, {cb}]"),
+            ));
+        }
+        let mut data = Vec::with_capacity(a.len() + b.len());
+        for h in 0..ha {
+            data.extend_from_slice(head(a, h, ra, ca));
+            data.extend_from_slice(head(b, h, rb, cb));
+        }
+        Ok(tensor(&[ha, ra + rb, ca], data))
+    }
+
+    fn add(&mut self, a: &RingTensor, b: &RingTensor) -> Result<RingTensor, ModelError> {
+        a.add(b).map_err(|e| shape_err("add", e.to_string()))
+    }
+
+    async fn embed(
+        &mut self,
+        e: &FixedEmbedding,
+        tokens: Tokens<'_>,
+        pos0: usize,
+    ) -> Result<RingTensor, ModelError> {
+        let tokens = tokens.ids().ok_or_else(|| {
+            shape_err("embed", "the fixed-point mirror needs the token ids".into())
+        })?;
+        if pos0 + tokens.len() > e.n_ctx {
+            return Err(ModelError::ContextTooLong {
+                len: pos0 + tokens.len(),
+                limit: e.n_ctx,
+            });
+        }
         let d = e.d;
         let mut data = Vec::with_capacity(tokens.len() * d);
         for (i, &t) in tokens.iter().enumerate() {
+            if t as usize >= e.vocab {
+                return Err(ModelError::TokenOutOfRange {
+                    token: t,
+                    vocab: e.vocab,
+                });
+            }
             let te = &e.wte[t as usize * d..(t as usize + 1) * d];
             let pe = &e.wpe[(pos0 + i) * d..(pos0 + i + 1) * d];
             data.extend(te.iter().zip(pe).map(|(a, b)| a.wrapping_add(*b)));
         }
-        tensor(tokens.len(), d, data)
+        Ok(tensor(&[tokens.len(), d], data))
     }
 
-    fn linear(&mut self, x: &RingTensor, w: &FixedLinear) -> RingTensor {
-        let (n, k) = shape2(x);
-        assert_eq!(k, w.d_in, "linear: input width");
+    async fn linear(&mut self, x: &RingTensor, w: &FixedLinear) -> Result<RingTensor, ModelError> {
+        let (n, k) = shape2("linear", x)?;
+        if k != w.d_in {
+            return Err(shape_err(
+                "linear",
+                format!("input width {k} for a {} -> {} layer", w.d_in, w.d_out),
+            ));
+        }
         let mut out = par_matmul(x.data(), &w.w, n, k, w.d_out);
         truncate_all(&mut out);
         if let Some(b) = &w.b {
@@ -225,41 +377,46 @@ impl TensorOps for FixedOps {
                 }
             }
         }
-        tensor(n, w.d_out, out)
+        Ok(tensor(&[n, w.d_out], out))
     }
 
-    fn lm_head(&mut self, x: &RingTensor, e: &FixedEmbedding) -> RingTensor {
-        let (n, k) = shape2(x);
+    async fn lm_head(
+        &mut self,
+        x: &RingTensor,
+        e: &FixedEmbedding,
+    ) -> Result<RingTensor, ModelError> {
+        let (n, k) = shape2("lm_head", x)?;
+        if k != e.d {
+            return Err(shape_err(
+                "lm_head",
+                format!("input width {k} for width {}", e.d),
+            ));
+        }
         let mut out = par_matmul_nt(x.data(), &e.wte, n, k, e.vocab);
         truncate_all(&mut out);
-        tensor(n, e.vocab, out)
+        Ok(tensor(&[n, e.vocab], out))
     }
 
-    fn add(&mut self, a: &RingTensor, b: &RingTensor) -> RingTensor {
-        a.add(b).expect("add: shapes")
-    }
-
-    fn scale(&mut self, x: &RingTensor, c: f32) -> RingTensor {
+    async fn scale(&mut self, x: &RingTensor, c: f32) -> Result<RingTensor, ModelError> {
         let k = enc(c as f64);
-        map(x, |v| approx::mul_pub(v, k))
+        Ok(map(x, |v| approx::mul_pub(v, k)))
     }
 
-    fn scale_rows(&mut self, x: &RingTensor, c: &[f32]) -> RingTensor {
-        let (r, cols) = shape2(x);
-        let mut data = x.data().to_vec();
-        for (row, &s) in data.chunks_mut(cols).zip(c) {
-            let k = enc(s as f64);
-            row.iter_mut()
-                .for_each(|v| *v = approx::mul_pub(*v as i64, k) as u64);
+    async fn layer_norm(
+        &mut self,
+        x: &RingTensor,
+        n: &FixedNorm,
+    ) -> Result<RingTensor, ModelError> {
+        let (r, d) = shape2("layer_norm", x)?;
+        if n.gamma.len() != d {
+            return Err(shape_err(
+                "layer_norm",
+                format!("width {d} for a LayerNorm of width {}", n.gamma.len()),
+            ));
         }
-        tensor(r, cols, data)
-    }
-
-    fn layer_norm(&mut self, x: &RingTensor, n: &FixedNorm) -> RingTensor {
-        let (r, d) = shape2(x);
         let inv_d = 1.0 / d as f64;
         let mut data = Vec::with_capacity(r * d);
-        for row in x.data().chunks(d) {
+        for row in x.data().chunks(d.max(1)) {
             let sum = row.iter().fold(0i64, |s, &v| s.wrapping_add(v as i64));
             let mean = mul_pub_fine(sum, inv_d, MEAN_EXTRA_BITS);
             let c: Vec<i64> = row.iter().map(|&v| (v as i64).wrapping_sub(mean)).collect();
@@ -273,76 +430,73 @@ impl TensorOps for FixedOps {
                 data.push(y as u64);
             }
         }
-        tensor(r, d, data)
+        Ok(tensor(&[r, d], data))
     }
 
-    fn gelu(&mut self, x: &RingTensor) -> RingTensor {
-        map(x, approx::gelu)
+    async fn gelu(&mut self, x: &RingTensor) -> Result<RingTensor, ModelError> {
+        Ok(map(x, approx::gelu))
     }
 
-    fn relu(&mut self, x: &RingTensor) -> RingTensor {
-        map(x, approx::relu)
+    async fn relu(&mut self, x: &RingTensor) -> Result<RingTensor, ModelError> {
+        Ok(map(x, approx::relu))
     }
 
-    fn cols(&self, x: &RingTensor, start: usize, len: usize) -> RingTensor {
-        let (r, c) = shape2(x);
-        let mut data = Vec::with_capacity(r * len);
-        for row in x.data().chunks(c) {
-            data.extend_from_slice(&row[start..start + len]);
+    async fn attn_scores(
+        &mut self,
+        q: &RingTensor,
+        k: &RingTensor,
+        scales: &[f32],
+        offset: usize,
+    ) -> Result<RingTensor, ModelError> {
+        let (h_n, n, dk) = shape3("attn_scores", q)?;
+        let (hk, t, dk2) = shape3("attn_scores", k)?;
+        if hk != h_n || dk2 != dk || t != offset + n || scales.len() != h_n * n {
+            return Err(shape_err(
+                "attn_scores",
+                format!(
+                    "q [{h_n}, {n}, {dk}], k [{hk}, {t}, {dk2}], {} scales, offset {offset}",
+                    scales.len()
+                ),
+            ));
         }
-        tensor(r, len, data)
-    }
-
-    fn row_range(&self, x: &RingTensor, start: usize, len: usize) -> RingTensor {
-        let (_, c) = shape2(x);
-        tensor(len, c, x.data()[start * c..(start + len) * c].to_vec())
-    }
-
-    fn concat_cols(&self, parts: &[RingTensor]) -> RingTensor {
-        let rows = parts.first().map_or(0, |p| shape2(p).0);
-        let cols: usize = parts.iter().map(|p| shape2(p).1).sum();
-        let mut data = Vec::with_capacity(rows * cols);
-        for r in 0..rows {
-            for p in parts {
-                let pc = shape2(p).1;
-                data.extend_from_slice(&p.data()[r * pc..(r + 1) * pc]);
+        let mut data = Vec::with_capacity(h_n * n * t);
+        for h in 0..h_n {
+            // ((q kᵀ) >> f), then the public per-row scale: (s · enc(c)) >> f.
+            let mut s = par_matmul_nt(head(q, h, n, dk), head(k, h, t, dk), n, dk, t);
+            truncate_all(&mut s);
+            for (i, row) in s.chunks_mut(t.max(1)).enumerate().take(n) {
+                let seen = offset + i + 1;
+                let c = enc(scales[h * n + i] as f64);
+                row[..seen]
+                    .iter_mut()
+                    .for_each(|v| *v = approx::mul_pub(*v as i64, c) as u64);
+                row[seen..].iter_mut().for_each(|v| *v = 0);
             }
+            data.extend(s);
         }
-        tensor(rows, cols, data)
+        Ok(tensor(&[h_n, n, t], data))
     }
 
-    fn concat_rows(&self, a: &RingTensor, b: &RingTensor) -> RingTensor {
-        let (ra, c) = shape2(a);
-        let (rb, cb) = shape2(b);
-        assert_eq!(c, cb, "concat_rows: widths");
-        let mut data = a.data().to_vec();
-        data.extend_from_slice(b.data());
-        tensor(ra + rb, c, data)
-    }
-
-    fn matmul_nt(&mut self, a: &RingTensor, b: &RingTensor) -> RingTensor {
-        let (n, k) = shape2(a);
-        let (m, k2) = shape2(b);
-        assert_eq!(k, k2, "matmul_nt: inner width");
-        let mut out = par_matmul_nt(a.data(), b.data(), n, k, m);
-        truncate_all(&mut out);
-        tensor(n, m, out)
-    }
-
-    fn matmul(&mut self, a: &RingTensor, b: &RingTensor) -> RingTensor {
-        let (n, k) = shape2(a);
-        let (k2, m) = shape2(b);
-        assert_eq!(k, k2, "matmul: inner width");
-        let mut out = par_matmul(a.data(), b.data(), n, k, m);
-        truncate_all(&mut out);
-        tensor(n, m, out)
-    }
-
-    fn causal_softmax(&mut self, x: &RingTensor, offset: usize) -> RingTensor {
-        let (r, c) = shape2(x);
-        let mut data = vec![0u64; r * c];
-        for (i, (row, orow)) in x.data().chunks(c).zip(data.chunks_mut(c)).enumerate() {
-            let seen = (offset + i + 1).min(c);
+    async fn causal_softmax(
+        &mut self,
+        s: &RingTensor,
+        offset: usize,
+    ) -> Result<RingTensor, ModelError> {
+        let (h_n, r, c) = shape3("causal_softmax", s)?;
+        if c != offset + r {
+            return Err(shape_err(
+                "causal_softmax",
+                format!("{c} key columns for {r} queries after {offset} cached positions"),
+            ));
+        }
+        let mut data = vec![0u64; h_n * r * c];
+        for (ri, (row, orow)) in s
+            .data()
+            .chunks(c.max(1))
+            .zip(data.chunks_mut(c.max(1)))
+            .enumerate()
+        {
+            let seen = offset + ri % r.max(1) + 1;
             let max = row[..seen].iter().map(|&v| v as i64).max().unwrap_or(0);
             let e: Vec<i64> = row[..seen]
                 .iter()
@@ -355,15 +509,58 @@ impl TensorOps for FixedOps {
                 *o = approx::mul(*ev, inv) as u64;
             }
         }
-        tensor(r, c, data)
+        Ok(tensor(&[h_n, r, c], data))
     }
 
-    fn to_f32(&self, x: &RingTensor) -> Vec<f32> {
-        x.data()
-            .iter()
-            .map(|&v| approx::dec(v as i64) as f32)
-            .collect()
+    async fn attn_values(
+        &mut self,
+        p: &RingTensor,
+        v: &RingTensor,
+    ) -> Result<RingTensor, ModelError> {
+        let (h_n, n, t) = shape3("attn_values", p)?;
+        let (hv, t2, dk) = shape3("attn_values", v)?;
+        if hv != h_n || t2 != t {
+            return Err(shape_err(
+                "attn_values",
+                format!("p [{h_n}, {n}, {t}], v [{hv}, {t2}, {dk}]"),
+            ));
+        }
+        let mut data = Vec::with_capacity(h_n * n * dk);
+        for h in 0..h_n {
+            let mut o = par_matmul(head(p, h, n, t), head(v, h, t, dk), n, t, dk);
+            truncate_all(&mut o);
+            data.extend(o);
+        }
+        Ok(tensor(&[h_n, n, dk], data))
     }
+
+    async fn argmax(&mut self, x: &RingTensor) -> Result<Option<Vec<u32>>, ModelError> {
+        let (_, c) = shape2("argmax", x)?;
+        Ok(Some(
+            x.data()
+                .chunks(c.max(1))
+                .map(|row| {
+                    let signed: Vec<i64> = row.iter().map(|&v| v as i64).collect();
+                    argmax_by(&signed) as u32
+                })
+                .collect(),
+        ))
+    }
+
+    async fn reveal(&mut self, x: &RingTensor) -> Result<Vec<f32>, ModelError> {
+        Ok(decode(x))
+    }
+
+    async fn reveal_heads(&mut self, x: &RingTensor) -> Result<Vec<f32>, ModelError> {
+        Ok(decode(x))
+    }
+}
+
+fn decode(x: &RingTensor) -> Vec<f32> {
+    x.data()
+        .iter()
+        .map(|&v| approx::dec(v as i64) as f32)
+        .collect()
 }
 
 #[cfg(test)]

@@ -31,8 +31,10 @@ use rand_core::Rng;
 pub use checkpoint::{Format, Weights};
 pub use config::{Activation, Architecture, FfnKind, ModelConfig, TemperatureForm};
 pub use fixed::FixedOps;
-pub use ops::{ForwardOptions, KvCache, TensorOps};
-pub use plain::{F32Ops, F32Tensor};
+pub use ops::{
+    ForwardOptions, KvCache, ModelManifest, Sampling, Stage, TensorOps, Tokens, block_on_local,
+};
+pub use plain::{F32Heads, F32Ops, F32Tensor};
 
 /// Errors of the model: configuration, checkpoints and inputs. Messages name the field or
 /// tensor at fault.
@@ -73,8 +75,8 @@ pub enum ModelError {
         /// Shape found.
         got: Vec<usize>,
     },
-    /// A tensor has a dtype other than F32.
-    #[error("tensor `{tensor}` has dtype {dtype}, expected F32")]
+    /// A tensor has a dtype privlm cannot read as weights.
+    #[error("tensor `{tensor}` has dtype {dtype}, expected F32, F16, BF16 or F64")]
     WrongDtype {
         /// Tensor name.
         tensor: String,
@@ -134,31 +136,22 @@ pub enum ModelError {
     /// Sampling parameters are invalid.
     #[error("sampling: {0}")]
     BadSampling(String),
-}
-
-/// How to pick the next token.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Sampling {
-    /// The most likely token (lowest index on ties).
-    Greedy,
-    /// Sample from the `k` most likely tokens after dividing the logits by `temperature`.
-    TopK {
-        /// Softmax temperature (> 0).
-        temperature: f32,
-        /// Number of candidates (>= 1).
-        k: usize,
+    /// A tensor op failed (wrong shapes, or an op the backend cannot perform).
+    #[error("tensor op `{op}`: {msg}")]
+    Backend {
+        /// The op.
+        op: &'static str,
+        /// What went wrong.
+        msg: String,
     },
+    /// Weights do not agree with the configuration or the model manifest.
+    #[error("weights do not match the model: {0}")]
+    WeightMismatch(String),
 }
 
 /// Index of the largest value (lowest index on ties).
 pub fn argmax(xs: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in xs.iter().enumerate() {
-        if x > xs[best] {
-            best = i;
-        }
-    }
-    best
+    ops::argmax_by(xs)
 }
 
 /// Picks a token from one row of logits.
@@ -249,6 +242,7 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
                 }
             },
             beta: 1.0,
+            score_scale: ops::default_score_scale(cfg),
             temperature: arch.temperature.then(|| {
                 let n = match cfg.temperature_form {
                     TemperatureForm::PerHeadQuery => cfg.n_head * cfg.n_ctx,
@@ -271,6 +265,7 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
         },
         blocks,
         ln_f: cfg.final_layer_norm.then(|| norm(d)),
+        lm_head: None,
     }
 }
 
@@ -305,9 +300,11 @@ impl Logits {
 }
 
 impl Model {
-    /// A model from a config and weights (the config is validated).
+    /// A model from a config and weights. The config is validated, and the weights are checked
+    /// against it (structure, shapes and public constants; errors name the weight).
     pub fn new(config: ModelConfig, weights: Weights) -> Result<Self, ModelError> {
         config.validate()?;
+        ops::check_weights(&ModelManifest::of(&config, &weights), &weights)?;
         Ok(Model { config, weights })
     }
 
@@ -334,6 +331,12 @@ impl Model {
         &self.config
     }
 
+    /// The public description both parties of a secure run know: the configuration and the
+    /// per-layer public constants (β, score scales, temperatures).
+    pub fn manifest(&self) -> ModelManifest {
+        ModelManifest::of(&self.config, &self.weights)
+    }
+
     /// The weights (folded f32 form).
     pub fn weights(&self) -> &Weights {
         &self.weights
@@ -357,17 +360,17 @@ impl Model {
         tokens: &[u32],
     ) -> Result<(Logits, Vec<Vec<f32>>), ModelError> {
         let mut cache = self.new_cache();
-        let out = ops::forward(
+        let out = block_on_local(ops::forward(
             &mut F32Ops,
             &self.config,
             &self.weights,
-            tokens,
+            Tokens::Ids(tokens),
             &mut cache,
             ForwardOptions {
                 attention: true,
                 last_only: false,
             },
-        )?;
+        ))?;
         Ok((to_logits(out.logits), out.attention))
     }
 
@@ -379,17 +382,17 @@ impl Model {
         cache: &mut KvCache<F32Ops>,
         last_only: bool,
     ) -> Result<Logits, ModelError> {
-        let out = ops::forward(
+        let out = block_on_local(ops::forward(
             &mut F32Ops,
             &self.config,
             &self.weights,
-            tokens,
+            Tokens::Ids(tokens),
             cache,
             ForwardOptions {
                 attention: false,
                 last_only,
             },
-        )?;
+        ))?;
         Ok(to_logits(out.logits))
     }
 
@@ -402,24 +405,42 @@ impl Model {
         sampling: Sampling,
         seed: u64,
     ) -> Result<Vec<u32>, ModelError> {
-        generate_with(
+        known(block_on_local(ops::generate(
             &mut F32Ops,
             &self.config,
             &self.weights,
-            prompt,
+            Tokens::Ids(prompt),
             n_new,
             sampling,
             seed,
-        )
+        ))?)
     }
 
     /// The fixed-point mirror of this model.
     pub fn to_fixed(&self) -> FixedModel {
+        let weights = block_on_local(ops::prepare_weights(
+            &mut FixedOps,
+            &self.manifest(),
+            Some(&self.weights),
+        ))
+        .expect("the weights were checked against the manifest when the model was built");
         FixedModel {
             config: self.config.clone(),
-            weights: ops::convert_weights(&FixedOps, &self.weights),
+            weights,
         }
     }
+}
+
+/// The tokens a plaintext generation produced (a plaintext backend always learns them).
+fn known(t: Vec<Option<u32>>) -> Result<Vec<u32>, ModelError> {
+    t.into_iter()
+        .map(|t| {
+            t.ok_or_else(|| ModelError::Backend {
+                op: "argmax",
+                msg: "the backend did not reveal the token".into(),
+            })
+        })
+        .collect()
 }
 
 fn to_logits(t: F32Tensor) -> Logits {
@@ -428,47 +449,6 @@ fn to_logits(t: F32Tensor) -> Logits {
         vocab: t.cols,
         data: t.data,
     }
-}
-
-/// Generation over any backend: one forward over the prompt, then one position at a time.
-pub fn generate_with<O: TensorOps>(
-    ops: &mut O,
-    cfg: &ModelConfig,
-    weights: &ops::ModelWeights<O>,
-    prompt: &[u32],
-    n_new: usize,
-    sampling: Sampling,
-    seed: u64,
-) -> Result<Vec<u32>, ModelError> {
-    ops::check_tokens(cfg, prompt, 0)?;
-    if prompt.len() + n_new > cfg.n_ctx {
-        return Err(ModelError::ContextTooLong {
-            len: prompt.len() + n_new,
-            limit: cfg.n_ctx,
-        });
-    }
-    let mut rng = Prg::from_u64(seed);
-    let mut cache = KvCache::new(cfg.n_layer);
-    let mut out = Vec::with_capacity(n_new);
-    let mut next: Vec<u32> = prompt.to_vec();
-    for _ in 0..n_new {
-        let o = ops::forward(
-            ops,
-            cfg,
-            weights,
-            &next,
-            &mut cache,
-            ForwardOptions {
-                attention: false,
-                last_only: true,
-            },
-        )?;
-        let logits = ops.to_f32(&o.logits);
-        let t = sample(&logits, sampling, &mut rng)?;
-        out.push(t);
-        next = vec![t];
-    }
-    Ok(out)
 }
 
 /// The fixed-point mirror: the same forward pass in Z_2^64 fixed point (see [`fixed`]).
@@ -488,9 +468,16 @@ impl FixedModel {
         &self.weights
     }
 
+    /// A fresh KV cache.
+    pub fn new_cache(&self) -> KvCache<FixedOps> {
+        KvCache::new(self.config.n_layer)
+    }
+
     /// Decoded logits for every position of `tokens`.
     pub fn forward(&self, tokens: &[u32]) -> Result<Logits, ModelError> {
-        self.forward_with_attention_opt(tokens, false).map(|r| r.0)
+        let mut cache = self.new_cache();
+        self.run(tokens, &mut cache, ForwardOptions::default())
+            .map(|r| r.0)
     }
 
     /// Decoded logits and per-layer attention probabilities `[heads, T, T]`.
@@ -498,36 +485,47 @@ impl FixedModel {
         &self,
         tokens: &[u32],
     ) -> Result<(Logits, Vec<Vec<f32>>), ModelError> {
-        self.forward_with_attention_opt(tokens, true)
+        let mut cache = self.new_cache();
+        let opts = ForwardOptions {
+            attention: true,
+            last_only: false,
+        };
+        self.run(tokens, &mut cache, opts)
     }
 
-    fn forward_with_attention_opt(
+    /// Runs `tokens` after the positions in `cache` (and appends them); decoded logits of every
+    /// new position, or of the last one only.
+    pub fn forward_cached(
         &self,
         tokens: &[u32],
-        attention: bool,
+        cache: &mut KvCache<FixedOps>,
+        last_only: bool,
+    ) -> Result<Logits, ModelError> {
+        let opts = ForwardOptions {
+            attention: false,
+            last_only,
+        };
+        self.run(tokens, cache, opts).map(|r| r.0)
+    }
+
+    fn run(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache<FixedOps>,
+        opts: ForwardOptions,
     ) -> Result<(Logits, Vec<Vec<f32>>), ModelError> {
         let mut ops = FixedOps;
-        let mut cache = KvCache::new(self.config.n_layer);
-        let out = ops::forward(
+        let out = block_on_local(ops::forward(
             &mut ops,
             &self.config,
             &self.weights,
-            tokens,
-            &mut cache,
-            ForwardOptions {
-                attention,
-                last_only: false,
-            },
-        )?;
+            Tokens::Ids(tokens),
+            cache,
+            opts,
+        ))?;
+        let data = block_on_local(ops.reveal(&out.logits))?;
         let (rows, vocab) = (ops.rows(&out.logits), self.config.vocab_size);
-        Ok((
-            Logits {
-                rows,
-                vocab,
-                data: ops.to_f32(&out.logits),
-            },
-            out.attention,
-        ))
+        Ok((Logits { rows, vocab, data }, out.attention))
     }
 
     /// Generation in the mirror (argmax over the fixed-point logits for `Greedy`).
@@ -538,14 +536,14 @@ impl FixedModel {
         sampling: Sampling,
         seed: u64,
     ) -> Result<Vec<u32>, ModelError> {
-        generate_with(
+        known(block_on_local(ops::generate(
             &mut FixedOps,
             &self.config,
             &self.weights,
-            prompt,
+            Tokens::Ids(prompt),
             n_new,
             sampling,
             seed,
-        )
+        ))?)
     }
 }

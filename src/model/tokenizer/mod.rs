@@ -10,18 +10,23 @@
 //!   `<|endoftext|>` = 50256). The rank table ships inside the binary (no download).
 //! - [`ByteTokenizer`]: one token per byte (vocabulary 256, id = byte value), for the small
 //!   models privlm trains and ships.
+//! - [`HfBpe`]: a byte-level BPE tokenizer read from a model directory (`tokenizer.json`, or
+//!   `vocab.json` + `merges.txt`); [`for_model_dir`] picks a model's tokenizer.
 //!
 //! See `docs/tokenizer.md` for the data provenance and the test fixture.
 
 mod bpe;
 mod byte;
+mod hf;
 mod pretokenize;
 
 pub use bpe::{GPT2_EOT_TOKEN, GPT2_RANKS_SHA256, GPT2_VOCAB_SIZE, Gpt2Bpe};
 pub use byte::ByteTokenizer;
+pub use hf::{HfBpe, byte_to_char};
 pub use pretokenize::gpt2_pretokenize;
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 
 /// Errors from building or using a tokenizer.
@@ -52,6 +57,25 @@ pub enum TokenizerError {
     /// An unknown tokenizer name was requested.
     #[error("unknown tokenizer {0:?} (known: \"gpt2\", \"byte\")")]
     UnknownKind(String),
+    /// A tokenizer file of a model directory is malformed or asks for something unsupported.
+    #[error("{path}: {what}")]
+    BadFile {
+        /// The file.
+        path: String,
+        /// What is wrong (names the field or line).
+        what: String,
+    },
+    /// A tokenizer file could not be read.
+    #[error("{path}: {msg}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        msg: String,
+    },
+    /// No tokenizer fits a vocabulary.
+    #[error("{0}")]
+    NoTokenizer(String),
 }
 
 /// A reversible text <-> token-id mapping.
@@ -104,6 +128,30 @@ impl TokenizerKind {
         }
     }
 
+    /// The built-in tokenizer for a model's vocabulary size: 256 is the byte tokenizer, GPT-2's
+    /// size or larger GPT-2 BPE; any other size above 256 falls back to byte ids (which fit)
+    /// with a note saying so; a vocabulary under 256 has none.
+    pub fn for_vocab_size(vocab: usize) -> Result<(Self, Option<String>), TokenizerError> {
+        let gpt2 = GPT2_VOCAB_SIZE;
+        if vocab == 256 {
+            Ok((TokenizerKind::Byte, None))
+        } else if vocab >= gpt2 {
+            Ok((TokenizerKind::Gpt2, None))
+        } else if vocab > 256 {
+            Ok((
+                TokenizerKind::Byte,
+                Some(format!(
+                    "note: vocabulary {vocab} is neither the byte tokenizer's (256) nor GPT-2's \
+                     ({gpt2}); using byte tokens (ids 0..255). Pass --tokenizer to choose."
+                )),
+            ))
+        } else {
+            Err(TokenizerError::NoTokenizer(format!(
+                "vocabulary {vocab} is smaller than any tokenizer privlm has (byte: 256, gpt2: {gpt2})"
+            )))
+        }
+    }
+
     /// Builds the tokenizer (GPT-2 parses its embedded rank table, a few milliseconds).
     pub fn build(self) -> Box<dyn Tokenizer> {
         match self {
@@ -130,6 +178,64 @@ impl FromStr for TokenizerKind {
             "gpt2" => Ok(TokenizerKind::Gpt2),
             "byte" => Ok(TokenizerKind::Byte),
             other => Err(TokenizerError::UnknownKind(other.to_string())),
+        }
+    }
+}
+
+/// Where a model's tokenizer came from ([`for_model_dir`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenizerSource {
+    /// The directory's `tokenizer.json`.
+    TokenizerJson,
+    /// The directory's `vocab.json` and `merges.txt`.
+    VocabMerges,
+    /// A built-in tokenizer chosen by vocabulary size, with a note when the choice is a guess.
+    BuiltIn(TokenizerKind, Option<String>),
+}
+
+impl fmt::Display for TokenizerSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenizerSource::TokenizerJson => f.write_str("tokenizer.json of the model directory"),
+            TokenizerSource::VocabMerges => {
+                f.write_str("vocab.json + merges.txt of the model directory")
+            }
+            TokenizerSource::BuiltIn(k, _) => write!(f, "built-in {k}"),
+        }
+    }
+}
+
+/// The tokenizer of a model directory: its `tokenizer.json` if it has one, else its
+/// `vocab.json` + `merges.txt`, else the built-in tokenizer for `vocab_size`
+/// ([`TokenizerKind::for_vocab_size`]). A directory with only one of `vocab.json` and
+/// `merges.txt` is an error naming the missing file, not a silent fallback.
+pub fn for_model_dir(
+    dir: &Path,
+    vocab_size: usize,
+) -> Result<(Box<dyn Tokenizer>, TokenizerSource), TokenizerError> {
+    let tj = dir.join("tokenizer.json");
+    if tj.is_file() {
+        return Ok((
+            Box::new(HfBpe::from_tokenizer_json(&tj)?),
+            TokenizerSource::TokenizerJson,
+        ));
+    }
+    let (v, m) = (dir.join("vocab.json"), dir.join("merges.txt"));
+    match (v.is_file(), m.is_file()) {
+        (true, true) => Ok((
+            Box::new(HfBpe::from_vocab_merges(dir)?),
+            TokenizerSource::VocabMerges,
+        )),
+        (true, false) | (false, true) => {
+            let (has, missing) = if v.is_file() { (&v, &m) } else { (&m, &v) };
+            Err(TokenizerError::BadFile {
+                path: missing.display().to_string(),
+                what: format!("missing, but {} is there (both are needed)", has.display()),
+            })
+        }
+        (false, false) => {
+            let (kind, note) = TokenizerKind::for_vocab_size(vocab_size)?;
+            Ok((kind.build(), TokenizerSource::BuiltIn(kind, note)))
         }
     }
 }
