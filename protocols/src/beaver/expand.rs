@@ -277,7 +277,7 @@ enum Kind {
         v2: usize,
         d: usize,
     },
-    Nonlinear(NlGen),
+    Nonlinear(Box<NlGen>),
     Nothing,
 }
 
@@ -344,7 +344,9 @@ impl CorrectionGen {
                 d,
             },
             Request::WeightMask { .. } => Kind::Nothing,
-            Request::Nonlinear(ref r) => Kind::Nonlinear(NlGen::new(&s0, &s1, &seeds[1], r)),
+            Request::Nonlinear(ref r) => {
+                Kind::Nonlinear(Box::new(NlGen::new(&s0, &s1, &seeds[1], r)))
+            }
         };
         CorrectionGen { kind, remaining }
     }

@@ -842,6 +842,8 @@ pub(crate) fn expand_local(
     }
 }
 
+// One generator per request, kept in a box by the caller: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum GenKind {
     Cmp {
         p0: [Prg; 2],

@@ -144,33 +144,38 @@ pub async fn gelu<A: Arith>(a: &mut A, x: &A::V) -> Result<A::V, ErrorKind> {
     Ok(a.sub(&relu, &corr))
 }
 
-/// Indices pairing up each group for one tournament level: `(lo, hi)` index lists into the
-/// flat vector, and for the next level the source of each element (`Ok(i)`: winner `i` of this
-/// level, `Err(j)`: element `j` carried over) and the new group lengths.
-fn tournament_level(
-    lens: &[usize],
-) -> (
-    Vec<usize>,
-    Vec<usize>,
-    Vec<Result<usize, usize>>,
-    Vec<usize>,
-) {
-    let (mut lo, mut hi, mut next, mut new_lens) = (vec![], vec![], vec![], vec![]);
+/// One tournament level over groups of the given lengths: the `(lo, hi)` index lists of the
+/// pairs, for the next level the source of each element (`Ok(i)`: winner `i` of this level,
+/// `Err(j)`: element `j` carried over), and the new group lengths.
+struct Level {
+    lo: Vec<usize>,
+    hi: Vec<usize>,
+    next: Vec<Result<usize, usize>>,
+    lens: Vec<usize>,
+}
+
+fn tournament_level(lens: &[usize]) -> Level {
+    let mut l = Level {
+        lo: vec![],
+        hi: vec![],
+        next: vec![],
+        lens: vec![],
+    };
     let mut off = 0;
-    for &l in lens {
-        let pairs = l / 2;
+    for &len in lens {
+        let pairs = len / 2;
         for p in 0..pairs {
-            next.push(Ok(lo.len()));
-            lo.push(off + 2 * p);
-            hi.push(off + 2 * p + 1);
+            l.next.push(Ok(l.lo.len()));
+            l.lo.push(off + 2 * p);
+            l.hi.push(off + 2 * p + 1);
         }
-        if l % 2 == 1 {
-            next.push(Err(off + l - 1));
+        if len % 2 == 1 {
+            l.next.push(Err(off + len - 1));
         }
-        new_lens.push(pairs + l % 2);
-        off += l;
+        l.lens.push(pairs + len % 2);
+        off += len;
     }
-    (lo, hi, next, new_lens)
+    l
 }
 
 fn assemble<A: Arith>(a: &A, winners: &A::V, prev: &A::V, next: &[Result<usize, usize>]) -> A::V {
@@ -193,7 +198,12 @@ pub async fn row_max<A: Arith>(a: &mut A, x: &A::V, lens: &[usize]) -> Result<A:
     let mut cur = x.clone();
     let mut lens = lens.to_vec();
     while lens.iter().any(|&l| l > 1) {
-        let (lo, hi, next, new_lens) = tournament_level(&lens);
+        let Level {
+            lo,
+            hi,
+            next,
+            lens: new_lens,
+        } = tournament_level(&lens);
         let vlo = a.gather(&cur, &lo);
         let vhi = a.gather(&cur, &hi);
         let less = a.msb(&a.sub(&vlo, &vhi), bits).await?;
@@ -479,7 +489,7 @@ pub async fn argmax<A: Arith>(a: &mut A, x: &A::V, to: Party) -> Result<Option<u
     let mut idx = a.constant(&(0..n as u64).collect::<Vec<_>>());
     let mut len = n;
     while len > 1 {
-        let (lo, hi, next, _) = tournament_level(&[len]);
+        let Level { lo, hi, next, .. } = tournament_level(&[len]);
         let vlo = a.gather(&vals, &lo);
         let vhi = a.gather(&vals, &hi);
         let ilo = a.gather(&idx, &lo);

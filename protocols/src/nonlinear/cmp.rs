@@ -515,8 +515,8 @@ async fn millionaire<C: Channel, K: TripleProvider>(
                 let fw = field_bits(&shape, j) as u32;
                 let mut lt = vec![0u64; nw];
                 let mut eq = vec![0u64; if j > 0 { nw } else { 0 }];
-                for e in 0..n {
-                    let y = digit(inputs[e], j);
+                for (e, &inp) in inputs.iter().enumerate() {
+                    let y = digit(inp, j);
                     let fld = read_field(&buf, pos + e * fw as usize, fw);
                     set_bit(&mut lt, e, (fld >> y) & 1 == 1);
                     if j > 0 {

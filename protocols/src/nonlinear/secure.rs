@@ -90,6 +90,9 @@ fn check_lens(what: &str, a: usize, b: usize) -> Result<(), ErrorKind> {
     }
 }
 
+/// One product's masks: `a`, `b` (`None` for a square) and `c` (`a·b` or `r²`).
+type ProductMasks = (Vec<u64>, Option<Vec<u64>>, Vec<u64>);
+
 /// The bit of `rho` for element `e`.
 #[inline]
 fn bit(words: &[u64], e: usize) -> u64 {
@@ -308,7 +311,7 @@ impl<C: Channel, K: TripleProvider> Arith for Session<C, K> {
 
     async fn products(&mut self, items: &[Prod<'_, Vec<u64>>]) -> Result<Vec<Vec<u64>>, ErrorKind> {
         // Correlations first (in item order), then one message with every opening.
-        let mut masks: Vec<(Vec<u64>, Option<Vec<u64>>, Vec<u64>)> = Vec::new();
+        let mut masks: Vec<ProductMasks> = Vec::new();
         let mut msg = Vec::new();
         for it in items {
             match it {

@@ -184,6 +184,7 @@ fn ln_case(rows: usize, d: usize, rng: &mut Prg) -> (Vec<u64>, Vec<u64>, Vec<u64
 }
 
 /// LayerNorm on both sessions, with the gain set up once.
+#[allow(clippy::too_many_arguments)]
 async fn run_layer_norm<C: crate::channel::Channel, K: crate::beaver::TripleProvider>(
     s0: &mut Session<C, K>,
     s1: &mut Session<C, K>,
