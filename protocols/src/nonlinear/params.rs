@@ -51,6 +51,7 @@ impl Default for NlParams {
 
 /// A value in [`NlParams::agreement_entries`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AgreementValue {
     /// An unsigned integer.
     U64(u64),
