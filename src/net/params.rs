@@ -422,10 +422,7 @@ mod tests {
         let nl = NlParams::default();
         let p = sample().with_nonlinear(&nl);
         assert_eq!(p.first_difference(&sample().with_nonlinear(&nl)), None);
-        let other = NlParams {
-            act_bits: 40,
-            ..nl
-        };
+        let other = NlParams { act_bits: 40, ..nl };
         let d = p
             .first_difference(&sample().with_nonlinear(&other))
             .expect("differs");
