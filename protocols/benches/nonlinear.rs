@@ -60,6 +60,7 @@ struct Row {
     op: String,
     elems: usize,
     costs: CountedCosts,
+    delays: u64,
     max_err: f64,
     mean_err: f64,
     prep_s: f64,
@@ -210,6 +211,7 @@ async fn bench_elementwise(gelu: bool, n: usize, rng: &mut Prg) -> Row {
         op: format!("{} 128x3072", if gelu { "GELU" } else { "ReLU" }),
         elems: n,
         costs: count.total(),
+        delays: count.delays(),
         max_err,
         mean_err,
         prep_s: prep,
@@ -268,6 +270,7 @@ async fn bench_softmax(heads: usize, t: usize, rng: &mut Prg) -> Row {
         op: format!("softmax {heads}x{t}x{t} causal (per full-matrix element)"),
         elems: n,
         costs: count.total(),
+        delays: count.delays(),
         max_err,
         mean_err,
         prep_s: prep,
@@ -358,6 +361,7 @@ async fn bench_layer_norm(rows: usize, d: usize, rng: &mut Prg) -> (Row, Counted
         op: format!("LayerNorm {rows}x{d}"),
         elems: rows * d,
         costs: count.total(),
+        delays: count.delays(),
         max_err,
         mean_err,
         prep_s: prep,
@@ -407,6 +411,7 @@ async fn bench_argmax(n: usize, rng: &mut Prg) -> Row {
         op: format!("argmax over {n} (index to P0)"),
         elems: n,
         costs: count.total(),
+        delays: count.delays(),
         max_err: if got == Some(want) { 0.0 } else { f64::NAN },
         mean_err: 0.0,
         prep_s: prep,
@@ -417,9 +422,9 @@ async fn bench_argmax(n: usize, rng: &mut Prg) -> Row {
 
 fn print(rows: &[Row]) {
     println!(
-        "| op | who | client->server B/elem | server->client B/elem | total B/elem | dealer B/elem (to P1 / P0) | rounds (P0 / P1) | max err | mean err | time (s) |"
+        "| op | who | client->server B/elem | server->client B/elem | total B/elem | dealer B/elem (to P1 / P0) | rounds (P0 / P1) | one-way delays | max err | mean err | time (s) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let c = &r.costs;
         let n = r.elems as f64;
@@ -432,7 +437,7 @@ fn print(rows: &[Row]) {
             format!("{:.2e}", r.max_err)
         };
         println!(
-            "| {} | **privlm** | {:.1} | {:.1} | **{:.1}** | {:.1} / {:.2} | {} / {} | {} | {:.1e} | {:.2} online (+{:.2} dealer expansion) |",
+            "| {} | **privlm** | {:.1} | {:.1} | **{:.1}** | {:.1} / {:.2} | {} / {} | {} | {} | {:.1e} | {:.2} online (+{:.2} dealer expansion) |",
             r.op,
             s0 as f64 / n,
             s1 as f64 / n,
@@ -441,6 +446,7 @@ fn print(rows: &[Row]) {
             c.parties[0].dealer.bytes_recv as f64 / n,
             c.parties[0].peer.rounds,
             c.parties[1].peer.rounds,
+            r.delays,
             err,
             r.mean_err,
             r.online_s,
@@ -448,7 +454,7 @@ fn print(rows: &[Row]) {
         );
         for p in &r.peers {
             println!(
-                "| | {} | | | {} | {} | {} | {} | | {} |",
+                "| | {} | | | {} | {} | {} | | {} | | {} |",
                 p.name, p.bytes, p.dealer, p.rounds, p.error, p.time
             );
         }

@@ -111,6 +111,10 @@ pub struct Count {
     label: String,
     costs: BTreeMap<(Phase, String), CountedCosts>,
     requests: Vec<Request>,
+    /// Lamport clocks of the two parties in one-way message delays, and the clocks of the
+    /// messages in flight from each party (FIFO per direction).
+    clock: [u64; 2],
+    inflight: [std::collections::VecDeque<u64>; 2],
 }
 
 impl Count {
@@ -133,7 +137,16 @@ impl Count {
             label: String::new(),
             costs: BTreeMap::new(),
             requests: Vec::new(),
+            clock: [0; 2],
+            inflight: Default::default(),
         }
+    }
+
+    /// One-way message delays on the critical path so far: each message arrives one delay
+    /// after the later of its sending and its sender's previous arrivals (a Lamport clock).
+    /// Latency on a network is about `delays × one-way latency` plus compute and transfer time.
+    pub fn delays(&self) -> u64 {
+        self.clock[0].max(self.clock[1])
     }
 
     /// A counter with the default channel and dealer configurations.
@@ -196,6 +209,7 @@ impl Count {
     }
 
     fn raw_send(&mut self, p: usize, len: usize) {
+        self.inflight[p].push_back(self.clock[p]);
         let b = msg_bytes(len, self.frame_len);
         let new_round = self.peer[p].last_send != Some(true);
         self.peer[p].last_send = Some(true);
@@ -206,6 +220,9 @@ impl Count {
     }
 
     fn raw_recv(&mut self, p: usize, len: usize) {
+        // Events are recorded in a causal order, so the message is in flight.
+        let sent = self.inflight[1 - p].pop_front().unwrap_or(self.clock[p]);
+        self.clock[p] = self.clock[p].max(sent + 1);
         let b = msg_bytes(len, self.frame_len);
         self.peer[p].last_send = Some(false);
         let c = &mut self.entry().parties[p].peer;
@@ -229,10 +246,10 @@ impl Count {
 
     /// Both parties send `len` bytes, then receive the peer's.
     fn exchange(&mut self, len: usize) {
-        for p in 0..2 {
-            self.send(p, len);
-            self.recv(p, len);
-        }
+        self.send(0, len);
+        self.send(1, len);
+        self.recv(0, len);
+        self.recv(1, len);
     }
 
     fn dealer_event(&mut self, p: usize, len: usize, send: bool) {
@@ -280,6 +297,8 @@ impl Count {
             if std::mem::take(&mut self.tag_out[p]) {
                 self.raw_send(p, 8);
             }
+        }
+        for p in 0..2 {
             if std::mem::take(&mut self.tag_in[p]) {
                 self.raw_recv(p, 8);
             }
@@ -521,7 +540,14 @@ impl Arith for Count {
                 n: *x,
                 frac_bits: bits,
             });
-            self.exchange(8 * x);
+            if *x < self.params.trunc_one_way_min {
+                self.exchange(8 * x);
+            } else {
+                self.send(0, 8 * x);
+                self.recv(1, 8 * x);
+                self.send(1, x.div_ceil(8));
+                self.recv(0, x.div_ceil(8));
+            }
         }
         Ok(*x)
     }

@@ -29,6 +29,10 @@ pub struct NlParams {
     pub recip_iters: u32,
     /// Newton iterations of LayerNorm's inverse square root (default 2).
     pub rsqrt_iters: u32,
+    /// Truncations of at least this many elements use the one-way flow (8.125 B per element,
+    /// two one-way delays), smaller ones the symmetric opening (16 B, one delay): bytes win for
+    /// long vectors, latency for the per-row ones (default 16384).
+    pub trunc_one_way_min: usize,
     /// Range of the inverse square root's input: `[2^-f, 2^rsqrt_max_log2)`; LayerNorm feeds it
     /// the sum of squares of a row, so this bounds `Σ (x − μ)²` (default 30: `‖x − μ‖₂ < 2^15`).
     pub rsqrt_max_log2: u32,
@@ -45,6 +49,7 @@ impl Default for NlParams {
             recip_iters: 2,
             rsqrt_iters: 2,
             rsqrt_max_log2: 30,
+            trunc_one_way_min: 1 << 14,
         }
     }
 }
@@ -105,6 +110,10 @@ impl NlParams {
             ("nonlinear.recip_iters", U64(self.recip_iters.into())),
             ("nonlinear.rsqrt_iters", U64(self.rsqrt_iters.into())),
             ("nonlinear.rsqrt_max_log2", U64(self.rsqrt_max_log2.into())),
+            (
+                "nonlinear.trunc_one_way_min",
+                U64(self.trunc_one_way_min as u64),
+            ),
         ]
     }
 

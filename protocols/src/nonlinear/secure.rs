@@ -2,14 +2,19 @@
 //! the session's correlations. Values are this party's additive shares, bits its XOR shares.
 //!
 //! Message flows (every step sends before it receives, so a step in which both parties speak
-//! costs one flight each; `n` elements):
+//! costs one flight each; `n` elements). The truncation is one way and a reply of bits: P0
+//! sends `x_0 + r_0 + 2^62`, P1 opens `c = x + 2^62 + r` (uniform: `r` pads it), adds the public
+//! terms of `crate::trunc`'s formula to its share and replies with `c_63`, the only bit of `c`
+//! P0's share depends on (uniform too). Half the bytes of the symmetric opening (8.125 B
+//! instead of 16 B per element) for one more one-way delay; vectors shorter than
+//! `NlParams::trunc_one_way_min` use the symmetric opening.
 //!
 //! | step | correlation | each party sends |
 //! |---|---|---|
 //! | `products` | `Elementwise` / `Square` per item | `x − a, y − b` / `x − r`, 8 B per opened element |
 //! | `mul_rows` | `RowMul` | `x − a` per element, `r − b` per row |
 //! | `square_keep` + `mul_rows_kept` | `RowMul` with `a²` | `x − a` per element; later `r − b` per row |
-//! | `trunc` | `Trunc` | `x + 2^62 + r`, 8 B |
+//! | `trunc` | `Trunc` | P0: `x_0 + r_0 + 2^62`, 8 B; P1 replies with `c_63`, 1 bit (long vectors); both `x + 2^62 + r`, 8 B (short ones) |
 //! | `msb` | `Cmp` | see [`super::cmp`] |
 //! | `mux` | `Mux` | `b ⊕ ρ` (1 bit) and `x − a` (`⌈width/8⌉` bytes per value) |
 //! | `b2a` | `Mux` with no values | `b ⊕ ρ`, 1 bit |
@@ -126,6 +131,43 @@ fn row_product(
 }
 
 impl<C: Channel, K: TripleProvider> Session<C, K> {
+    /// Truncation with both parties opening `c = x + 2^62 + r` (one delay, 16 B per element).
+    async fn trunc_symmetric(
+        &mut self,
+        x: &[u64],
+        bits: u32,
+        pair: &crate::beaver::TruncPair,
+    ) -> Result<Vec<u64>, ErrorKind> {
+        let n = x.len();
+        let p0 = self.party() == Party::P0;
+        let offset = if p0 { 1u64 << 62 } else { 0 };
+        let masked: Vec<u64> = x
+            .iter()
+            .zip(pair.r.data())
+            .map(|(&v, &r)| v.wrapping_add(r).wrapping_add(offset))
+            .collect();
+        let mut msg = Vec::with_capacity(8 * n);
+        u64s_to_bytes(&masked, &mut msg);
+        let peer = bytes_to_u64s(&self.exchange(&msg, "truncation openings").await?);
+        let low63 = (1u64 << 63) - 1;
+        let high = 1u64 << (63 - bits);
+        let bias = 1u64 << (62 - bits);
+        let (t, sl) = (pair.r_msb.data(), pair.r_low_shifted.data());
+        Ok((0..n)
+            .map(|i| {
+                let c = masked[i].wrapping_add(peer[i]);
+                let c63 = c >> 63;
+                let mut v = t[i].wrapping_mul(1u64.wrapping_sub(2 * c63));
+                let mut z = sl[i].wrapping_neg();
+                if p0 {
+                    v = v.wrapping_add(c63);
+                    z = z.wrapping_add((c & low63) >> bits).wrapping_sub(bias);
+                }
+                z.wrapping_add(v.wrapping_mul(high))
+            })
+            .collect())
+    }
+
     async fn exchange(&mut self, msg: &[u8], ctx: &str) -> Result<Vec<u8>, ErrorKind> {
         self.send(msg).await?;
         self.recv(msg.len(), ctx).await
@@ -595,34 +637,64 @@ impl<C: Channel, K: TripleProvider> Arith for Session<C, K> {
             other => return Err(wrong("truncation pairs", &other)),
         };
         check_len("truncation pairs", pair.r.len(), n)?;
-        let p0 = self.party() == Party::P0;
-        let offset = if p0 { 1u64 << 62 } else { 0 };
-        let masked: Vec<u64> = x
-            .iter()
-            .zip(pair.r.data())
-            .map(|(&v, &r)| v.wrapping_add(r).wrapping_add(offset))
-            .collect();
-        let mut msg = Vec::with_capacity(8 * n);
-        u64s_to_bytes(&masked, &mut msg);
-        let peer = bytes_to_u64s(&self.exchange(&msg, "truncation openings").await?);
-        // See crate::trunc: y = (c_lo >> f) − s + 2^(63−f)(c63 ⊕ r63) − 2^(62−f).
+        if n < self.params().trunc_one_way_min {
+            return self.trunc_symmetric(x, bits, &pair).await;
+        }
+        // One way and a reply of bits (see the module docs): P0 sends x_0 + r_0 + 2^62; P1
+        // opens c = x + 2^62 + r, adds the public terms to its share and replies with c_63,
+        // the only bit of c P0's share needs. Shares of
+        // y = (c_lo >> f) − s + 2^(63−f)(c63 ⊕ r63) − 2^(62−f) (see crate::trunc).
         let low63 = (1u64 << 63) - 1;
         let high = 1u64 << (63 - bits);
         let bias = 1u64 << (62 - bits);
-        let (t, sl) = (pair.r_msb.data(), pair.r_low_shifted.data());
-        Ok((0..n)
-            .map(|i| {
-                let c = masked[i].wrapping_add(peer[i]);
-                let c63 = c >> 63;
-                let mut v = t[i].wrapping_mul(1u64.wrapping_sub(2 * c63));
-                let mut z = sl[i].wrapping_neg();
-                if p0 {
-                    v = v.wrapping_add(c63);
-                    z = z.wrapping_add((c & low63) >> bits).wrapping_sub(bias);
-                }
-                z.wrapping_add(v.wrapping_mul(high))
-            })
-            .collect())
+        let (r, t, sl) = (pair.r.data(), pair.r_msb.data(), pair.r_low_shifted.data());
+        match self.party() {
+            Party::P0 => {
+                let masked: Vec<u64> = x
+                    .iter()
+                    .zip(r)
+                    .map(|(&v, &m)| v.wrapping_add(m).wrapping_add(1u64 << 62))
+                    .collect();
+                let mut msg = Vec::with_capacity(8 * n);
+                u64s_to_bytes(&masked, &mut msg);
+                self.send(&msg).await?;
+                let top = Bits::from_bytes(&self.recv(n.div_ceil(8), "truncation bits").await?, n);
+                Ok((0..n)
+                    .map(|i| {
+                        let c63 = bit(top.words(), i);
+                        let v = t[i].wrapping_mul(1u64.wrapping_sub(2 * c63));
+                        v.wrapping_mul(high).wrapping_sub(sl[i])
+                    })
+                    .collect())
+            }
+            Party::P1 => {
+                let peer = bytes_to_u64s(&self.recv(8 * n, "truncation openings").await?);
+                let c: Vec<u64> = (0..n)
+                    .map(|i| peer[i].wrapping_add(x[i]).wrapping_add(r[i]))
+                    .collect();
+                let top: Vec<u64> = c
+                    .chunks(64)
+                    .map(|w| {
+                        w.iter()
+                            .enumerate()
+                            .fold(0u64, |acc, (i, &v)| acc | ((v >> 63) << i))
+                    })
+                    .collect();
+                self.send(&Bits::from_words(top, n).to_bytes()).await?;
+                Ok((0..n)
+                    .map(|i| {
+                        let c63 = c[i] >> 63;
+                        let v = t[i]
+                            .wrapping_mul(1u64.wrapping_sub(2 * c63))
+                            .wrapping_add(c63);
+                        ((c[i] & low63) >> bits)
+                            .wrapping_sub(bias)
+                            .wrapping_sub(sl[i])
+                            .wrapping_add(v.wrapping_mul(high))
+                    })
+                    .collect())
+            }
+        }
     }
 
     async fn msb(&mut self, x: &Vec<u64>, bits: u32) -> Result<Bits, ErrorKind> {

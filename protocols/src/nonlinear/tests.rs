@@ -11,9 +11,13 @@ use super::*;
 use crate::prg::Prg;
 use rand_core::Rng;
 
-/// Default parameters.
+/// Default parameters, except that truncations of 64 elements or more take the one-way flow
+/// (so the small test shapes exercise both flows).
 fn params() -> NlParams {
-    NlParams::default()
+    NlParams {
+        trunc_one_way_min: 64,
+        ..NlParams::default()
+    }
 }
 
 fn enc(x: f64) -> u64 {
