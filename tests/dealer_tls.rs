@@ -65,14 +65,16 @@ async fn dealer_process_serves_triples_over_tls() {
         .arg(&dealer_dir)
         .args(["--peer-fingerprint", &p0.fingerprint().to_hex()])
         .args(["--peer-fingerprint", &p1.fingerprint().to_hex()])
-        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("start privlm-dealer");
-    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let dealer = Dealer(child);
-    // The dealer prints its fingerprint, then the address it listens on.
+    // The dealer prints its fingerprint, then the address it listens on, on standard output
+    // (its logs go to standard error).
     let (addr, printed_fp) = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stderr).lines();
+        let mut lines = BufReader::new(stdout).lines();
         let mut fp = String::new();
         loop {
             let line = lines.next().expect("dealer exited early").unwrap();
@@ -80,7 +82,7 @@ async fn dealer_process_serves_triples_over_tls() {
                 fp = f.trim().to_string();
             }
             if let Some(a) = line.strip_prefix("privlm-dealer listening on ") {
-                // Keep draining stderr so the dealer never blocks on a full pipe.
+                // Keep draining stdout so the dealer never blocks on a full pipe.
                 std::thread::spawn(move || for _ in lines {});
                 return (a.trim().to_string(), fp);
             }

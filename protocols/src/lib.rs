@@ -15,6 +15,7 @@
 pub mod beaver;
 pub mod block;
 pub mod channel;
+pub mod compute;
 pub mod convert;
 pub mod gc;
 pub mod hash;

@@ -2,326 +2,334 @@
 //! triples, matrix triples, square and truncation pairs, weight masks) to a client and a server.
 //!
 //! It listens for connections, reads each one's hello, pairs the client (P0) and the server (P1)
-//! of the same session id, and serves each pair with
-//! `privlm_protocols::beaver::dealer::serve_paired` in its own task. The dealer never sees inputs
-//! or weights. See `docs/protocols/linear.md`.
+//! of the same session id, and serves each pair in its own task: all of it is
+//! `privlm_protocols::beaver::dealer::server::DealerServer`, which this binary configures from
+//! its command line. The dealer never sees inputs or weights. See `docs/protocols/linear.md`.
 //!
 //! Transport: every connection is TLS 1.3 (`privlm_protocols::channel::tls`) with the dealer's
 //! own certificate (created on first run in `--identity DIR`) and the parties' certificates
 //! pinned by fingerprint (`--peer-fingerprint`, once per party). Plain TCP is served only when
-//! the user passes `--insecure-plaintext-tcp` (local experiments). TLS handshakes run one at a
-//! time in the accept loop, each bounded by a timeout; a failed one affects only its connection.
+//! the user passes `--insecure-plaintext-tcp` (local experiments). Handshakes run concurrently
+//! under caps (`channel::tls::Incoming`).
+//!
+//! Output: the certificate fingerprint and the listening address go to standard output, one
+//! line each (`privlm-dealer certificate fingerprint HEX`, `privlm-dealer listening on ADDR`),
+//! for the operator and for scripts; logs go to standard error through `tracing`, at level
+//! `info` unless `RUST_LOG` says otherwise.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::Parser;
+use privlm_protocols::beaver::dealer::server::{DealerServer, ServerConfig, dealer_channel_config};
 use privlm_protocols::beaver::dealer::{
-    DealerConfig, Hello, check_hellos, read_hello, serve_paired,
+    DEFAULT_CHUNK_ELEMS, DEFAULT_DEALER_MAX_REQUEST_ELEMS, DEFAULT_MAX_REQUEST_WORK, DealerConfig,
 };
-use privlm_protocols::beaver::{INSECURE_IDEAL_DEALER_FLAG, require_insecure_opt_in};
-use privlm_protocols::channel::tls::{Fingerprint, Identity, TlsError, TlsListener};
-use privlm_protocols::channel::{Channel, ChannelConfig, FramedChannel};
-use privlm_protocols::prg::Prg;
-use privlm_protocols::share::Party;
+use privlm_protocols::beaver::require_insecure_opt_in;
+use privlm_protocols::channel::FramedChannel;
+use privlm_protocols::channel::tls::{
+    Fingerprint, Identity, Incoming, ListenerLimits, TlsListener,
+};
+use privlm_protocols::compute::ComputePool;
 use tokio::net::TcpListener;
-use tokio::sync::Mutex;
 
-const USAGE: &str = "usage: privlm-dealer --listen ADDR --identity DIR --peer-fingerprint HEX... \
-[--sessions N] [--chunk-elems N] [--idle-timeout-secs N] [--insecure-plaintext-tcp] \
-[--insecure-ideal-dealer --seed N]
+const ABOUT: &str = "The privlm dealer: serves correlated randomness to a client and a server";
 
-  --listen ADDR              address to listen on, for example 127.0.0.1:7400
-  --identity DIR             the dealer's TLS certificate and key (created on first run)
-  --peer-fingerprint HEX     SHA-256 fingerprint of a party's certificate (repeat per party)
-  --sessions N               stop after serving N sessions (default: serve forever)
-  --chunk-elems N            ring elements per correction message (default 65536)
-  --idle-timeout-secs N      how long to wait for a party's next request (default 3600)
-  --insecure-plaintext-tcp   serve over plain TCP (no TLS): local experiments only
-  --insecure-ideal-dealer    allow --seed (a fixed dealer seed makes every triple predictable)
-  --seed N                   derive every session's seeds from N (tests and benches only)";
+const LONG_ABOUT: &str = "\
+The privlm dealer: a third party that serves correlated randomness (Beaver triples, \
+truncation pairs, weight masks) to the two parties of a private inference, the client (P0) \
+and the server (P1). It never sees their inputs, outputs or weights; it must not collude \
+with either of them.
 
-#[derive(Debug)]
-struct Opts {
+Both parties connect over TLS 1.3 and send a hello naming their role and a session id they \
+agreed on. The dealer pairs the P0 and the P1 of each session id and serves them until they \
+close. On first run it creates its TLS identity in --identity DIR and prints its certificate \
+fingerprint: give it to both parties, which pin it. Give the dealer each party's fingerprint \
+with --peer-fingerprint.";
+
+const AFTER_HELP: &str = "\
+Example:
+  privlm-dealer --listen 127.0.0.1:7400 --identity dealer-id \\
+      --peer-fingerprint CLIENT_FP_HEX --peer-fingerprint SERVER_FP_HEX
+
+Output: the certificate fingerprint and the listening address on standard output; logs on \
+standard error (level info; set RUST_LOG, for example RUST_LOG=debug, for more).";
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(name = "privlm-dealer", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+struct Cli {
+    /// Address to listen on, for example 127.0.0.1:7400 (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
     listen: String,
-    sessions: Option<u64>,
-    chunk_elems: usize,
-    idle_timeout: Duration,
-    plaintext_tcp: bool,
-    insecure_ideal: bool,
-    seed: Option<u64>,
+
+    /// Directory of the dealer's TLS certificate and key (created on first run, mode 0700).
+    #[arg(long, value_name = "DIR")]
     identity: Option<PathBuf>,
+
+    /// SHA-256 fingerprint (64 hex digits) of a party's certificate; give one per party.
+    #[arg(long = "peer-fingerprint", value_name = "HEX")]
     peers: Vec<Fingerprint>,
+
+    /// Stop after N sessions have started, once they end (default: serve until killed).
+    #[arg(long, value_name = "N")]
+    sessions: Option<u64>,
+
+    /// Ring elements per correction message.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CHUNK_ELEMS,
+        value_parser = positive_usize)]
+    chunk_elems: usize,
+
+    /// How long to wait for a party's next request, in seconds (parties compute in between).
+    #[arg(long, value_name = "S", default_value_t = 3600)]
+    idle_timeout_secs: u64,
+
+    /// How long a connection may take for its TLS handshake, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 10, help_heading = "Limits")]
+    handshake_timeout_secs: u64,
+
+    /// How long a connection may take to send its hello after the handshake, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 10, help_heading = "Limits")]
+    hello_timeout_secs: u64,
+
+    /// How long a party waits for the other party of its session, in seconds.
+    #[arg(long, value_name = "S", default_value_t = 120, help_heading = "Limits")]
+    pairing_timeout_secs: u64,
+
+    /// Sessions served at once; a pair beyond it is refused as busy.
+    #[arg(long, value_name = "N", default_value_t = 16, help_heading = "Limits",
+        value_parser = positive_usize)]
+    max_sessions: usize,
+
+    /// Parties waiting for their partner at once; a newcomer beyond it is refused as busy.
+    #[arg(long, value_name = "N", default_value_t = 64, help_heading = "Limits",
+        value_parser = positive_usize)]
+    max_waiting: usize,
+
+    /// TLS handshakes in flight at once.
+    #[arg(long, value_name = "N", default_value_t = ListenerLimits::default().max_handshakes,
+        help_heading = "Limits", value_parser = positive_usize)]
+    max_handshakes: usize,
+
+    /// Connections open at once (keep it below the open-files limit, `ulimit -n`).
+    #[arg(long, value_name = "N", default_value_t = ListenerLimits::default().max_connections,
+        help_heading = "Limits", value_parser = positive_usize)]
+    max_connections: usize,
+
+    /// Connections open at once from one IP address.
+    #[arg(long, value_name = "N", default_value_t = ListenerLimits::default().max_per_source,
+        help_heading = "Limits", value_parser = positive_usize)]
+    max_connections_per_source: usize,
+
+    /// Largest tensor one request may ask for, in ring elements (8 bytes each).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_DEALER_MAX_REQUEST_ELEMS,
+        help_heading = "Limits", value_parser = positive_usize)]
+    max_request_elems: usize,
+
+    /// Largest work one request may ask for, in multiply-adds (about 2 ns each).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_REQUEST_WORK,
+        help_heading = "Limits")]
+    max_request_work: u64,
+
+    /// Threads computing corrections at once (default: one per core).
+    #[arg(long, value_name = "N", help_heading = "Limits", value_parser = positive_usize)]
+    compute_threads: Option<usize>,
+
+    /// Serve plain TCP, without TLS: no encryption, no authentication. Local experiments only.
+    #[arg(long, help_heading = "Insecure (tests and benches only)")]
+    insecure_plaintext_tcp: bool,
+
+    /// Allow --seed.
+    #[arg(long, help_heading = "Insecure (tests and benches only)")]
+    insecure_ideal_dealer: bool,
+
+    /// Derive every session's seeds from N: every triple becomes predictable.
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Insecure (tests and benches only)"
+    )]
+    seed: Option<u64>,
 }
 
-fn parse_args(args: &[String]) -> anyhow::Result<Opts> {
-    let mut o = Opts {
-        listen: String::new(),
-        sessions: None,
-        chunk_elems: privlm_protocols::beaver::dealer::DEFAULT_CHUNK_ELEMS,
-        idle_timeout: Duration::from_secs(3600),
-        plaintext_tcp: false,
-        insecure_ideal: false,
-        seed: None,
-        identity: None,
-        peers: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .with_context(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        match a.as_str() {
-            "--listen" => o.listen = value("--listen")?,
-            "--sessions" => o.sessions = Some(value("--sessions")?.parse()?),
-            "--chunk-elems" => o.chunk_elems = value("--chunk-elems")?.parse()?,
-            "--idle-timeout-secs" => {
-                o.idle_timeout = Duration::from_secs(value("--idle-timeout-secs")?.parse()?)
-            }
-            "--insecure-plaintext-tcp" => o.plaintext_tcp = true,
-            "--identity" => o.identity = Some(PathBuf::from(value("--identity")?)),
-            "--peer-fingerprint" => o.peers.push(
-                Fingerprint::from_hex(&value("--peer-fingerprint")?)
-                    .context("--peer-fingerprint")?,
-            ),
-            "--seed" => o.seed = Some(value("--seed")?.parse()?),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0);
-            }
-            f if f == INSECURE_IDEAL_DEALER_FLAG => o.insecure_ideal = true,
-            other => bail!("unknown argument {other:?}\n{USAGE}"),
+fn positive_usize(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be positive".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Cli {
+    /// Checks what clap cannot: the insecure opt-in, and TLS settings unless plain TCP.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.seed.is_some() {
+            require_insecure_opt_in(self.insecure_ideal_dealer)?;
+        }
+        if !self.insecure_plaintext_tcp && (self.identity.is_none() || self.peers.is_empty()) {
+            bail!(
+                "TLS needs --identity DIR and a --peer-fingerprint for each party \
+                 (or --insecure-plaintext-tcp for local experiments); see --help"
+            );
+        }
+        Ok(())
+    }
+
+    fn limits(&self) -> ListenerLimits {
+        ListenerLimits {
+            max_handshakes: self.max_handshakes,
+            max_connections: self.max_connections,
+            max_per_source: self.max_connections_per_source,
+            ..ListenerLimits::default()
         }
     }
-    if o.listen.is_empty() {
-        bail!("--listen is required\n{USAGE}");
-    }
-    if o.chunk_elems == 0 {
-        bail!("--chunk-elems must be positive");
-    }
-    if o.seed.is_some() {
-        require_insecure_opt_in(o.insecure_ideal)?;
-    }
-    if !o.plaintext_tcp && (o.identity.is_none() || o.peers.is_empty()) {
-        bail!(
-            "TLS needs --identity DIR and a --peer-fingerprint for each party \
-             (or --insecure-plaintext-tcp for local experiments)\n{USAGE}"
-        );
-    }
-    Ok(o)
-}
 
-fn channel_config(opts: &Opts) -> ChannelConfig {
-    ChannelConfig {
-        timeout: opts.idle_timeout,
-        ..ChannelConfig::default()
+    fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            dealer: DealerConfig {
+                chunk_elems: self.chunk_elems,
+                max_request_elems: self.max_request_elems,
+                max_request_work: self.max_request_work,
+                compute: self
+                    .compute_threads
+                    .map_or_else(ComputePool::default, ComputePool::new),
+            },
+            hello_timeout: Duration::from_secs(self.hello_timeout_secs),
+            pairing_timeout: Duration::from_secs(self.pairing_timeout_secs),
+            max_sessions: self.max_sessions,
+            max_waiting: self.max_waiting,
+            stop_after: self.sessions,
+        }
     }
-}
 
-/// The transport boundary: where connections come from.
-enum Acceptor {
-    Tls(TlsListener),
-    Plain(TcpListener, ChannelConfig),
-}
-
-impl Acceptor {
-    async fn bind(opts: &Opts) -> anyhow::Result<Self> {
-        if opts.plaintext_tcp {
-            let l = TcpListener::bind(&opts.listen)
+    /// Binds the listener (creating the identity on first run) and prints the two output lines.
+    async fn bind(&self) -> anyhow::Result<Incoming> {
+        let cfg = dealer_channel_config(Duration::from_secs(self.idle_timeout_secs));
+        if self.insecure_plaintext_tcp {
+            tracing::warn!("serving plain TCP: no encryption, no authentication");
+            let tcp = TcpListener::bind(&self.listen)
                 .await
-                .with_context(|| format!("cannot listen on {}", opts.listen))?;
-            return Ok(Acceptor::Plain(l, channel_config(opts)));
+                .with_context(|| format!("cannot listen on {}", self.listen))?;
+            let incoming = Incoming::insecure_plaintext(tcp, cfg, self.limits())?;
+            println!("privlm-dealer listening on {}", incoming.local_addr());
+            return Ok(incoming);
         }
-        let dir = opts.identity.as_deref().context("--identity is required")?;
+        let dir = self.identity.as_deref().context("--identity is required")?;
         let identity = Identity::load_or_create(dir)
             .with_context(|| format!("cannot load or create the identity in {}", dir.display()))?;
-        eprintln!(
+        println!(
             "privlm-dealer certificate fingerprint {}",
             identity.fingerprint()
         );
-        let l = TlsListener::bind(
-            opts.listen.as_str(),
-            &identity,
-            &opts.peers,
-            channel_config(opts),
-        )
-        .await?;
-        Ok(Acceptor::Tls(l))
-    }
-
-    fn local_addr(&self) -> anyhow::Result<SocketAddr> {
-        Ok(match self {
-            Acceptor::Tls(l) => l.local_addr()?,
-            Acceptor::Plain(l, _) => l.local_addr()?,
-        })
-    }
-
-    /// The next connection as a channel. `Ok(None)`: one connection failed (logged), the
-    /// listener keeps going; `Err`: the listener itself failed.
-    async fn accept(&self) -> anyhow::Result<Option<(FramedChannel, SocketAddr)>> {
-        match self {
-            Acceptor::Plain(l, cfg) => {
-                let (stream, peer) = l.accept().await?;
-                stream.set_nodelay(true)?;
-                Ok(Some((FramedChannel::new(stream, cfg.clone()), peer)))
-            }
-            Acceptor::Tls(l) => match l.accept().await {
-                Ok((ch, info)) => Ok(Some((ch, info.addr))),
-                Err(e @ TlsError::Accept(_)) => Err(e.into()),
-                Err(e) => {
-                    eprintln!("refused a connection: {e}");
-                    Ok(None)
-                }
-            },
-        }
+        let mut listener =
+            TlsListener::bind(self.listen.as_str(), &identity, &self.peers, cfg).await?;
+        listener.set_handshake_timeout(Duration::from_secs(self.handshake_timeout_secs));
+        let incoming = listener.incoming(self.limits())?;
+        println!("privlm-dealer listening on {}", incoming.local_addr());
+        Ok(incoming)
     }
 }
 
-type Pending = Arc<Mutex<HashMap<[u8; 32], (Party, FramedChannel)>>>;
+/// Logs to standard error, `info` and above unless `RUST_LOG` says otherwise, with colours
+/// only on a terminal.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = parse_args(&args)?;
-    let acceptor = Acceptor::bind(&opts).await?;
-    eprintln!("privlm-dealer listening on {}", acceptor.local_addr()?);
-    run(acceptor, opts).await
-}
-
-/// Reads a connection's hello (bounded by the handshake timeout) and either parks it until
-/// the other party of its session arrives or hands the pair to the main loop.
-async fn handshake(
-    mut ch: FramedChannel,
-    peer: std::net::SocketAddr,
-    pending: Pending,
-    paired: tokio::sync::mpsc::Sender<(FramedChannel, FramedChannel)>,
-) {
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_hello(&mut ch)).await {
-        Ok(Ok(h)) => h,
-        Ok(Err(e)) => {
-            eprintln!("connection from {peer}: no valid hello: {e}");
-            return;
-        }
-        Err(_) => {
-            let _ = ch.abort("no hello within the handshake timeout").await;
-            eprintln!("connection from {peer}: no hello within {HANDSHAKE_TIMEOUT:?}");
-            return;
-        }
+    init_logging();
+    let cli = Cli::parse();
+    cli.check()?;
+    let incoming = cli.bind().await?;
+    let cfg = cli.server_config();
+    tracing::info!(
+        max_sessions = cfg.max_sessions,
+        compute_threads = cfg.dealer.compute.threads(),
+        "privlm-dealer ready"
+    );
+    let server: DealerServer<FramedChannel> = match cli.seed {
+        Some(seed) => DealerServer::new_insecure_seeded(cfg, seed),
+        None => DealerServer::new(cfg),
     };
-    let mut map = pending.lock().await;
-    let Some((other_party, mut other)) = map.remove(&hello.session) else {
-        map.insert(hello.session, (hello.party, ch));
-        return;
-    };
-    drop(map);
-    let theirs = Hello {
-        party: other_party,
-        ..hello.clone()
-    };
-    if let Err(e) = check_hellos(&hello, &theirs) {
-        let reason = e.to_string();
-        let _ = tokio::join!(ch.abort(&reason), other.abort(&reason));
-        eprintln!("refused a session: {reason}");
-        return;
-    }
-    let pair = if hello.party == Party::P0 {
-        (ch, other)
-    } else {
-        (other, ch)
-    };
-    let _ = paired.send(pair).await;
-}
-
-/// How long a new connection may take to send its hello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Accepts connections, pairs them by session id, and serves each pair in its own task.
-async fn run(acceptor: Acceptor, opts: Opts) -> anyhow::Result<()> {
-    let cfg = DealerConfig {
-        chunk_elems: opts.chunk_elems,
-        ..DealerConfig::default()
-    };
-    let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
-    let (paired_tx, mut paired_rx) = tokio::sync::mpsc::channel(16);
-    let mut master = opts.seed.map(Prg::from_u64);
-    let mut started = 0u64;
-    let mut sessions = tokio::task::JoinSet::new();
-    while opts.sessions.is_none_or(|n| started < n) {
-        tokio::select! {
-            accepted = acceptor.accept() => {
-                let Some((ch, peer)) = accepted? else { continue };
-                tokio::spawn(handshake(ch, peer, pending.clone(), paired_tx.clone()));
-            }
-            Some((p0, p1)) = paired_rx.recv() => {
-                let mut rng = match master.as_mut() {
-                    Some(m) => Prg::from_seed(m.gen_seed()),
-                    None => Prg::from_os(),
-                };
-                let cfg = cfg.clone();
-                started += 1;
-                let n = started;
-                sessions.spawn(async move {
-                    match serve_paired(p0, p1, &cfg, &mut rng).await {
-                        Ok(s) => eprintln!(
-                            "session {n}: served {} requests, {} correction elements",
-                            s.requests, s.correction_elems
-                        ),
-                        Err(e) => eprintln!("session {n} ended with an error: {e}"),
-                    }
-                });
-            }
-        }
-    }
-    while sessions.join_next().await.is_some() {}
+    let started = server.run(incoming).await;
+    tracing::info!(sessions = started, "privlm-dealer stopped");
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use privlm_protocols::beaver::TripleProvider;
+    use clap::CommandFactory;
     use privlm_protocols::beaver::dealer::DealerClient;
+    use privlm_protocols::beaver::{INSECURE_IDEAL_DEALER_FLAG, TripleProvider};
+    use privlm_protocols::channel::ChannelConfig;
+    use privlm_protocols::share::Party;
     use tokio::net::TcpStream;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    fn parse(s: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("privlm-dealer").chain(s.split_whitespace()))
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let flag = INSECURE_IDEAL_DEALER_FLAG.trim_start_matches("--");
+        assert!(
+            Cli::command()
+                .get_arguments()
+                .any(|a| a.get_long() == Some(flag)),
+            "the opt-in flag must be spelt {INSECURE_IDEAL_DEALER_FLAG}"
+        );
     }
 
     #[test]
     fn flags_are_enforced() {
-        let e = parse_args(&args("--listen 127.0.0.1:0")).unwrap_err();
+        let e = parse("--listen 127.0.0.1:0").unwrap().check().unwrap_err();
         assert!(e.to_string().contains("TLS"), "{e}");
-        let e = parse_args(&args(
-            "--listen 127.0.0.1:0 --insecure-plaintext-tcp --seed 3",
-        ))
-        .unwrap_err();
+        let e = parse("--listen 127.0.0.1:0 --insecure-plaintext-tcp --seed 3")
+            .unwrap()
+            .check()
+            .unwrap_err();
         assert!(e.to_string().contains("--insecure-ideal-dealer"), "{e}");
-        let o = parse_args(&args(
-            "--listen 127.0.0.1:0 --insecure-plaintext-tcp --insecure-ideal-dealer --seed 3",
+        let o =
+            parse("--listen 127.0.0.1:0 --insecure-plaintext-tcp --insecure-ideal-dealer --seed 3")
+                .unwrap();
+        o.check().unwrap();
+        assert_eq!(o.seed, Some(3));
+        assert!(parse("--bogus").is_err());
+        assert!(parse("--listen x --insecure-plaintext-tcp --chunk-elems 0").is_err());
+        let fp = "ab".repeat(32);
+        let o = parse(&format!(
+            "--listen x --identity d --peer-fingerprint {fp} --peer-fingerprint {fp} \
+             --idle-timeout-secs 5 --sessions 2 --chunk-elems 7"
         ))
         .unwrap();
-        assert_eq!(o.seed, Some(3));
-        assert!(parse_args(&args("--bogus")).is_err());
+        o.check().unwrap();
+        assert_eq!(o.peers.len(), 2);
+        let cfg = o.server_config();
+        assert_eq!((cfg.stop_after, cfg.dealer.chunk_elems), (Some(2), 7));
+        assert!(parse("--listen x --peer-fingerprint 12").is_err());
     }
 
     /// Two sessions whose connections interleave are paired by session id and served over TCP.
     #[tokio::test]
     async fn serves_interleaved_sessions_over_tcp() {
-        let opts = parse_args(&args(
-            "--listen 127.0.0.1:0 --insecure-plaintext-tcp --sessions 2 --chunk-elems 5",
-        ))
-        .unwrap();
-        let acceptor = Acceptor::bind(&opts).await.unwrap();
-        let addr = acceptor.local_addr().unwrap();
-        let server = tokio::spawn(run(acceptor, opts));
+        let cli =
+            parse("--listen 127.0.0.1:0 --insecure-plaintext-tcp --sessions 2 --chunk-elems 5")
+                .unwrap();
+        let incoming = cli.bind().await.unwrap();
+        let addr = incoming.local_addr();
+        let server: DealerServer<FramedChannel> = DealerServer::new(cli.server_config());
+        let server = tokio::spawn(async move { server.run(incoming).await });
         let connect = |party, sid: u8| async move {
             let s = TcpStream::connect(addr).await.unwrap();
             let ch = FramedChannel::new(s, ChannelConfig::default());
@@ -346,6 +354,6 @@ mod tests {
             p0.into_channel().close().await.unwrap();
             p1.into_channel().close().await.unwrap();
         }
-        server.await.unwrap().unwrap();
+        assert_eq!(server.await.unwrap(), 2);
     }
 }

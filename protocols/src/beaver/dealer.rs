@@ -20,11 +20,21 @@
 //!    that leaves early ends the session for the other with a clear abort reason; a dealer that
 //!    disconnects makes the waiting party fail with [`BeaverError::DealerLost`].
 //!
-//! Memory: the dealer holds one request's pieces at a time (one matrix product, or one chunk of
-//! an elementwise request); parties hold what the request they made needs.
+//! Bounds: control messages are read with limits sized to them ([`MAX_HELLO_LEN`],
+//! [`MAX_REQUEST_LEN`]); a request may ask for at most [`DealerConfig::max_request_elems`]
+//! elements per tensor and [`DealerConfig::max_request_work`] units of work (see
+//! [`request_work`]). The dealer holds one request's pieces at a time (one matrix product, or
+//! one chunk of an elementwise request) and computes them on a bounded [`ComputePool`], never
+//! on the async workers; each acknowledgement is flushed before the work starts. Parties hold
+//! what the request they made needs.
+//!
+//! The dealer process (accepting connections, pairing the two parties of a session, limits on
+//! sessions) is [`server`].
 //!
 //! Note for transports: the dealer waits for requests as long as a party computes, so its
 //! channels need a timeout longer than the longest online step.
+
+pub mod server;
 
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -32,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use super::expand::{CorrectionGen, Registry, expand_local};
 use super::{BeaverError, DEFAULT_MAX_REQUEST_ELEMS, Material, Request, TripleProvider};
 use crate::channel::{Channel, ChannelError};
+use crate::compute::ComputePool;
 use crate::prg::Seed;
 use crate::share::Party;
 
@@ -40,6 +51,24 @@ pub const DEALER_PROTOCOL_VERSION: u32 = 1;
 
 /// Default number of ring elements per correction message (512 KiB).
 pub const DEFAULT_CHUNK_ELEMS: usize = 1 << 16;
+
+/// Largest encoded [`Hello`] the dealer reads (the real one is about 35 bytes).
+pub const MAX_HELLO_LEN: usize = 256;
+
+/// Largest encoded [`Welcome`] a party reads (the real one is about 40 bytes).
+pub const MAX_WELCOME_LEN: usize = 256;
+
+/// Largest encoded [`Request`] the dealer reads (the real ones are under 64 bytes).
+pub const MAX_REQUEST_LEN: usize = 4096;
+
+/// Default of [`DealerConfig::max_request_elems`]: 2^26 elements (512 MiB) per tensor, enough
+/// for GPT-2 large's token table (50257 x 1280).
+pub const DEFAULT_DEALER_MAX_REQUEST_ELEMS: usize = 1 << 26;
+
+/// Default of [`DealerConfig::max_request_work`]: 2^34 units (about 35 s of one core at the
+/// dealer's measured 489 M multiply-adds/s), well above GPT-2 small's largest request (a
+/// 128-token factored lookup, about 10^10).
+pub const DEFAULT_MAX_REQUEST_WORK: u64 = 1 << 34;
 
 /// A party's first message to the dealer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,21 +96,61 @@ impl std::fmt::Debug for Welcome {
     }
 }
 
-/// LOCAL parameters of the dealer.
+/// LOCAL parameters of the dealer's side of a session.
 #[derive(Clone, Debug)]
 pub struct DealerConfig {
     /// Ring elements per correction message.
     pub chunk_elems: usize,
     /// Largest tensor (in elements) one request may ask for.
     pub max_request_elems: usize,
+    /// Largest amount of work one request may ask for, in the units of [`request_work`].
+    pub max_request_work: u64,
+    /// Where the corrections are computed. Sessions that share a pool (clones of one config)
+    /// share its bound on concurrent work.
+    pub compute: ComputePool,
 }
 
 impl Default for DealerConfig {
     fn default() -> Self {
         DealerConfig {
             chunk_elems: DEFAULT_CHUNK_ELEMS,
-            max_request_elems: DEFAULT_MAX_REQUEST_ELEMS,
+            max_request_elems: DEFAULT_DEALER_MAX_REQUEST_ELEMS,
+            max_request_work: DEFAULT_MAX_REQUEST_WORK,
+            compute: ComputePool::default(),
         }
+    }
+}
+
+/// The dealer's work for a request, about one unit per ring multiply-add or element drawn from
+/// a PRG, for P1's correction (what bounds the time and the CPU a request costs the dealer).
+/// Saturates instead of overflowing.
+pub fn request_work(req: &Request) -> u64 {
+    let mul = |xs: &[usize]| {
+        xs.iter()
+            .try_fold(1u64, |acc, &x| acc.checked_mul(x as u64))
+            .unwrap_or(u64::MAX)
+    };
+    let sum = |xs: &[u64]| xs.iter().fold(0u64, |acc, &x| acc.saturating_add(x));
+    match *req {
+        Request::Elementwise { n } => mul(&[5, n]),
+        Request::Square { n } => mul(&[3, n]),
+        Request::Trunc { n, .. } => mul(&[4, n]),
+        Request::MatMul { batch, n, k, m } => sum(&[
+            mul(&[batch, n, k, m]),
+            mul(&[2, batch, n, k]),
+            mul(&[2, batch, k, m]),
+            mul(&[batch, n, m]),
+        ]),
+        Request::WeightMask { .. } => 0,
+        Request::Weight { n, k, m, .. } => {
+            sum(&[mul(&[k, m]), mul(&[n, k]), mul(&[n, k, m]), mul(&[n, m])])
+        }
+        Request::Table { t, v1, v2, d, .. } => sum(&[
+            mul(&[v1, v2, d]),
+            mul(&[2, t, v1, v2, d]),
+            mul(&[t, v1.saturating_add(v2)]),
+            mul(&[t, v1.saturating_add(v2).saturating_add(1), d]),
+        ]),
     }
 }
 
@@ -120,7 +189,20 @@ async fn abort_both<C: Channel>(chs: &mut [C; 2], reason: &str) {
     let _ = tokio::join!(a.abort(reason), b.abort(reason));
 }
 
-/// Checks two parties' [`Hello`]s: the current version, one P0 and one P1, equal session ids.
+/// Checks one [`Hello`] on its own: the dealer refuses a protocol version it does not speak
+/// as soon as it reads it, before pairing.
+pub fn check_hello(h: &Hello) -> Result<(), DealerError> {
+    if h.version != DEALER_PROTOCOL_VERSION {
+        return Err(DealerError::Handshake(format!(
+            "protocol version {} (this dealer speaks {DEALER_PROTOCOL_VERSION})",
+            h.version
+        )));
+    }
+    Ok(())
+}
+
+/// Checks two parties' [`Hello`]s, every field: the current version for both, one P0 and one
+/// P1, equal session ids.
 pub fn check_hellos(a: &Hello, b: &Hello) -> Result<(), DealerError> {
     if a.version != DEALER_PROTOCOL_VERSION || b.version != DEALER_PROTOCOL_VERSION {
         return Err(DealerError::Handshake(format!(
@@ -142,10 +224,12 @@ pub fn check_hellos(a: &Hello, b: &Hello) -> Result<(), DealerError> {
     Ok(())
 }
 
-/// Reads a party's [`Hello`] (the first step of the handshake; a dealer that pairs connections
-/// by session id calls this per connection, then [`serve_paired`]).
+/// Reads a party's [`Hello`] (at most [`MAX_HELLO_LEN`] bytes; the first step of the
+/// handshake; a dealer that pairs connections by session id calls this per connection, then
+/// [`serve_paired`]).
 pub async fn read_hello<C: Channel>(ch: &mut C) -> Result<Hello, ChannelError> {
-    ch.recv_msg::<Hello>("dealer hello").await
+    ch.recv_msg_bounded::<Hello>(MAX_HELLO_LEN, "dealer hello")
+        .await
 }
 
 /// Serves one session to the two parties connected on `a` and `b` (in either order; the
@@ -221,8 +305,8 @@ where
     loop {
         let [c0, c1] = &mut chs;
         let (r0, r1) = tokio::join!(
-            c0.recv_msg::<Request>("dealer request"),
-            c1.recv_msg::<Request>("dealer request")
+            c0.recv_msg_bounded::<Request>(MAX_REQUEST_LEN, "dealer request"),
+            c1.recv_msg_bounded::<Request>(MAX_REQUEST_LEN, "dealer request")
         );
         let (q0, q1) = match (r0, r1) {
             (Ok(q0), Ok(q1)) => (q0, q1),
@@ -245,66 +329,116 @@ where
             }
         };
         let n = summary.requests;
-        let refusal = if q0 != q1 {
-            Some(format!(
-                "request #{n} does not match: P0 asked for {q0:?}, P1 asked for {q1:?}"
-            ))
-        } else {
-            q0.validate(cfg.max_request_elems)
-                .and_then(|()| registry.admit(&q0))
-                .err()
-                .map(|e| format!("request #{n} ({q0:?}) refused: {e}"))
-        };
-        if let Some(reason) = refusal {
+        if let Err(reason) = check_request(n, &q0, &q1, cfg, &mut registry) {
             tracing::warn!(%reason, "dealer refusing a request");
             abort_both(&mut chs, &reason).await;
             return Err(DealerError::Refused(reason));
         }
-        let [c0, c1] = &mut chs;
-        let ack = [n];
-        let (s0, s1) = tokio::join!(c0.send_u64s(&ack), c1.send_u64s(&ack));
-        for (party, r) in [(Party::P0, s0), (Party::P1, s1)] {
-            if let Err(source) = r {
-                abort_both(&mut chs, "the dealer lost the other party").await;
-                return Err(DealerError::Channel { party, source });
-            }
-        }
-        // Stream P1's correction in messages of exactly `chunk` elements (the last shorter).
-        let mut corr = CorrectionGen::new(&seeds, n, &q0);
-        let mut buf: Vec<u64> = Vec::with_capacity(chunk.min(q0.correction_len(Party::P1)));
-        let mut sent = 0u64;
-        while let Some(piece) = corr.next_piece(chunk) {
-            let mut rest = piece.as_slice();
-            while !rest.is_empty() {
-                let take = (chunk - buf.len()).min(rest.len());
-                buf.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                if buf.len() == chunk {
-                    if let Err(source) = chs[1].send_u64s(&buf).await {
-                        abort_both(&mut chs, "the dealer lost P1").await;
-                        return Err(DealerError::Channel {
-                            party: Party::P1,
-                            source,
-                        });
-                    }
-                    sent += buf.len() as u64;
-                    buf.clear();
-                }
-            }
-        }
-        if !buf.is_empty() {
-            if let Err(source) = chs[1].send_u64s(&buf).await {
-                abort_both(&mut chs, "the dealer lost P1").await;
-                return Err(DealerError::Channel {
-                    party: Party::P1,
-                    source,
-                });
-            }
-            sent += buf.len() as u64;
-        }
+        summary.correction_elems += serve_request(&mut chs, &seeds, n, &q0, cfg).await?;
         summary.requests += 1;
-        summary.correction_elems += sent;
     }
+}
+
+/// Admits request number `n` of a session, or says why not: both parties asked for the same
+/// thing, it is valid on its own and within the dealer's limits, and it fits the session's
+/// state (weights registered once, with the shapes used later).
+fn check_request(
+    n: u64,
+    q0: &Request,
+    q1: &Request,
+    cfg: &DealerConfig,
+    registry: &mut Registry,
+) -> Result<(), String> {
+    if q0 != q1 {
+        return Err(format!(
+            "request #{n} does not match: P0 asked for {q0:?}, P1 asked for {q1:?}"
+        ));
+    }
+    let refused = |e: &dyn std::fmt::Display| format!("request #{n} ({q0:?}) refused: {e}");
+    q0.validate(cfg.max_request_elems)
+        .map_err(|e| refused(&e))?;
+    let work = request_work(q0);
+    if work > cfg.max_request_work {
+        return Err(refused(&format!(
+            "it needs about {work} units of dealer work, above this dealer's limit of {}",
+            cfg.max_request_work
+        )));
+    }
+    registry.admit(q0).map_err(|e| refused(&e))
+}
+
+/// Serves one checked request `req` (number `n`): acknowledges it to both parties, flushed
+/// before any work starts, then computes P1's correction piece by piece on the compute pool
+/// and streams it in messages of exactly `chunk_elems` elements (the last shorter). Returns the
+/// number of correction elements sent.
+async fn serve_request<C: Channel>(
+    chs: &mut [C; 2],
+    seeds: &[Seed; 2],
+    n: u64,
+    req: &Request,
+    cfg: &DealerConfig,
+) -> Result<u64, DealerError> {
+    let [c0, c1] = &mut *chs;
+    let ack = [n];
+    let (s0, s1) = tokio::join!(
+        async {
+            c0.send_u64s(&ack).await?;
+            c0.flush().await
+        },
+        async {
+            c1.send_u64s(&ack).await?;
+            c1.flush().await
+        }
+    );
+    for (party, r) in [(Party::P0, s0), (Party::P1, s1)] {
+        if let Err(source) = r {
+            abort_both(chs, "the dealer lost the other party").await;
+            return Err(DealerError::Channel { party, source });
+        }
+    }
+    let chunk = cfg.chunk_elems.max(1);
+    let (s, r) = (*seeds, req.clone());
+    let mut corr = cfg.compute.run(move || CorrectionGen::new(&s, n, &r)).await;
+    let mut buf: Vec<u64> = Vec::with_capacity(chunk.min(req.correction_len(Party::P1)));
+    let mut sent = 0u64;
+    loop {
+        let (next, piece) = cfg
+            .compute
+            .run(move || {
+                let piece = corr.next_piece(chunk);
+                (corr, piece)
+            })
+            .await;
+        corr = next;
+        let Some(piece) = piece else { break };
+        let mut rest = piece.as_slice();
+        while !rest.is_empty() {
+            let take = (chunk - buf.len()).min(rest.len());
+            buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if buf.len() == chunk {
+                send_correction(chs, &buf).await?;
+                sent += buf.len() as u64;
+                buf.clear();
+            }
+        }
+    }
+    if !buf.is_empty() {
+        send_correction(chs, &buf).await?;
+        sent += buf.len() as u64;
+    }
+    Ok(sent)
+}
+
+async fn send_correction<C: Channel>(chs: &mut [C; 2], buf: &[u64]) -> Result<(), DealerError> {
+    if let Err(source) = chs[1].send_u64s(buf).await {
+        abort_both(chs, "the dealer lost P1").await;
+        return Err(DealerError::Channel {
+            party: Party::P1,
+            source,
+        });
+    }
+    Ok(())
 }
 
 /// One party's connection to the dealer: a [`TripleProvider`] that asks the dealer for each
@@ -350,7 +484,7 @@ impl<C: Channel> DealerClient<C> {
             .await
             .map_err(|e| lost("the handshake", e))?;
         let w: Welcome = ch
-            .recv_msg("dealer welcome")
+            .recv_msg_bounded(MAX_WELCOME_LEN, "dealer welcome")
             .await
             .map_err(|e| lost("the handshake", e))?;
         let chunk_elems = match usize::try_from(w.chunk_elems) {

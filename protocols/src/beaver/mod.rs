@@ -207,7 +207,17 @@ impl Request {
     /// Checks sizes: every dimension positive, no tensor above `max_elems` elements,
     /// `frac_bits` in 1..=62.
     pub fn validate(&self, max_elems: usize) -> Result<(), BeaverError> {
+        let empty = || {
+            Err(BeaverError::InvalidRequest(format!(
+                "a request with an empty dimension: {self:?}"
+            )))
+        };
         let sizes: Vec<Option<usize>> = match *self {
+            Request::Elementwise { n: 0 }
+            | Request::Square { n: 0 }
+            | Request::Trunc { n: 0, .. } => {
+                return empty();
+            }
             Request::Elementwise { n } | Request::Square { n } => vec![Some(n)],
             Request::Trunc { n, frac_bits } => {
                 if !(1..=62).contains(&frac_bits) {
@@ -218,7 +228,7 @@ impl Request {
                 vec![Some(n), n.checked_mul(2)]
             }
             Request::MatMul { batch, n, k, m } => {
-                if batch == 0 || k == 0 || m == 0 {
+                if batch == 0 || n == 0 || k == 0 || m == 0 {
                     return Err(BeaverError::InvalidRequest(format!(
                         "matrix triple with an empty dimension: {self:?}"
                     )));

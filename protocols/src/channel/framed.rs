@@ -9,14 +9,25 @@
 //! queue of [`ChannelConfig::read_queue_frames`] frames). The reader validates every header
 //! before allocating the payload. The writer coalesces frames in a buffer and flushes whenever
 //! its queue runs empty.
+//!
+//! Bounds per connection: the reader holds at most `read_queue_frames + 1` frames of at most
+//! `max_frame_len` bytes (the read-ahead), freed when the channel is dropped; a receive waits
+//! at most `timeout` for its whole *message* (a peer that trickles frames, even empty ones,
+//! cannot keep it alive); a write stalled for `timeout` fails the writer.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use super::{Channel, ChannelConfig, ChannelError, FRAME_HEADER_LEN, MAX_FRAME_LEN_LIMIT, Stats};
+use super::{
+    Channel, ChannelConfig, ChannelError, FRAME_HEADER_LEN, MAX_FRAME_LEN_LIMIT, Stats,
+    sanitize_peer_text,
+};
 
 const LEN_MASK: u32 = (1 << 24) - 1;
 const FLAG_MORE: u32 = 1 << 31;
@@ -72,6 +83,7 @@ impl FramedChannel {
             BufWriter::with_capacity(cfg.write_buffer_len, write_half),
             out_rx,
             writer_error.clone(),
+            cfg.timeout,
         ));
         FramedChannel {
             cfg,
@@ -134,8 +146,16 @@ impl FramedChannel {
         }
     }
 
-    async fn next_frame(&mut self) -> Result<Frame, ChannelError> {
-        match tokio::time::timeout(self.cfg.timeout, self.rx.recv()).await {
+    /// The deadline of a receive that starts now: the timeout bounds the whole message.
+    fn deadline(&self) -> Instant {
+        let now = Instant::now();
+        // A timeout too large to add means "no deadline": about thirty years.
+        now.checked_add(self.cfg.timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+    }
+
+    async fn next_frame(&mut self, deadline: Instant) -> Result<Frame, ChannelError> {
+        match tokio::time::timeout_at(deadline, self.rx.recv()).await {
             Ok(Some(Ok(frame))) => Ok(frame),
             Ok(Some(Err(e))) => {
                 // A malformed header is the peer's mistake: tell it why before failing.
@@ -200,10 +220,11 @@ impl Channel for FramedChannel {
 
     async fn recv_bytes_into(&mut self, buf: &mut [u8], context: &str) -> Result<(), ChannelError> {
         self.check()?;
+        let deadline = self.deadline();
         let mut filled = 0usize;
         let mut frames = 0usize;
         loop {
-            let frame = self.next_frame().await?;
+            let frame = self.next_frame(deadline).await?;
             frames += 1;
             let end = filled + frame.data.len();
             if end > buf.len() {
@@ -234,10 +255,11 @@ impl Channel for FramedChannel {
 
     async fn recv_bytes_bounded(&mut self, max_len: usize) -> Result<Vec<u8>, ChannelError> {
         self.check()?;
+        let deadline = self.deadline();
         let mut out = Vec::new();
         let mut frames = 0usize;
         loop {
-            let frame = self.next_frame().await?;
+            let frame = self.next_frame(deadline).await?;
             frames += 1;
             let len = out.len() + frame.data.len();
             if len > max_len {
@@ -361,9 +383,8 @@ async fn read_frame<R: AsyncRead + Unpin>(
         });
     }
     if h & FLAG_ABORT != 0 {
-        return Err(ChannelError::PeerAborted(
-            String::from_utf8_lossy(&data).into_owned(),
-        ));
+        // The reason is the peer's text: escaped and cut before anyone logs or relays it.
+        return Err(ChannelError::PeerAborted(sanitize_peer_text(&data)));
     }
     Ok(Frame {
         more: h & FLAG_MORE != 0,
@@ -371,10 +392,26 @@ async fn read_frame<R: AsyncRead + Unpin>(
     })
 }
 
+/// Bounds one write operation: a peer that stops reading for `limit` fails the writer (and
+/// so frees the connection) instead of holding it forever.
+async fn stalled<F>(limit: Duration, op: F) -> std::io::Result<()>
+where
+    F: Future<Output = std::io::Result<()>>,
+{
+    match tokio::time::timeout(limit, op).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the peer accepted no data for {limit:?}"),
+        )),
+    }
+}
+
 async fn writer_loop<W>(
     mut w: BufWriter<W>,
     mut rx: mpsc::Receiver<WriterCmd>,
     error: Arc<Mutex<Option<String>>>,
+    limit: Duration,
 ) where
     W: AsyncWrite + Unpin,
 {
@@ -383,7 +420,7 @@ async fn writer_loop<W>(
             let cmd = match rx.try_recv() {
                 Ok(cmd) => cmd,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    w.flush().await?;
+                    stalled(limit, w.flush()).await?;
                     match rx.recv().await {
                         Some(cmd) => cmd,
                         None => break,
@@ -392,15 +429,15 @@ async fn writer_loop<W>(
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
             };
             match cmd {
-                WriterCmd::Data(bytes) => w.write_all(&bytes).await?,
+                WriterCmd::Data(bytes) => stalled(limit, w.write_all(&bytes)).await?,
                 WriterCmd::Flush(done) => {
-                    w.flush().await?;
+                    stalled(limit, w.flush()).await?;
                     let _ = done.send(());
                 }
             }
         }
-        w.flush().await?;
-        w.shutdown().await
+        stalled(limit, w.flush()).await?;
+        stalled(limit, w.shutdown()).await
     }
     .await;
     if let Err(e) = result {

@@ -42,9 +42,13 @@ pub struct ChannelConfig {
     pub max_frame_len: usize,
     /// Largest variable-length message (control messages, [`Channel::recv_msg`]) accepted.
     pub max_message_len: usize,
-    /// How long a receive (or a send stalled by back-pressure) may wait before the session fails.
+    /// How long a receive may wait for its whole message (not per frame: a peer that trickles
+    /// frames cannot keep a receive alive), and how long a send or a write may stall on
+    /// back-pressure, before the session fails.
     pub timeout: Duration,
-    /// Frames the background reader may queue before it stops reading (back-pressure).
+    /// Frames the background reader may queue before it stops reading (back-pressure). With
+    /// `max_frame_len` it bounds the read-ahead memory of a connection: at most
+    /// `(read_queue_frames + 1) * max_frame_len` bytes.
     pub read_queue_frames: usize,
     /// Frames the sender may queue before a send waits for the writer.
     pub write_queue_frames: usize,
@@ -292,12 +296,30 @@ pub trait Channel: Send {
 
     /// Receives a control message of type `T` (at most [`ChannelConfig::max_message_len`]
     /// bytes). Bytes that do not decode as `T`, or trailing bytes, abort the session.
+    ///
+    /// A receiver that knows its message is small should prefer
+    /// [`Channel::recv_msg_bounded`] with a bound sized to the message.
     fn recv_msg<T: DeserializeOwned + Send>(
         &mut self,
         context: &str,
     ) -> impl Future<Output = Result<T, ChannelError>> + Send {
         async move {
             let max = self.config().max_message_len;
+            self.recv_msg_bounded(max, context).await
+        }
+    }
+
+    /// Receives a control message of type `T` of at most `max_len` bytes (and at most
+    /// [`ChannelConfig::max_message_len`]); a longer one aborts the session with
+    /// [`ChannelError::MessageTooLarge`] as soon as its first frames exceed the bound. Bytes
+    /// that do not decode as `T`, or trailing bytes, abort the session.
+    fn recv_msg_bounded<T: DeserializeOwned + Send>(
+        &mut self,
+        max_len: usize,
+        context: &str,
+    ) -> impl Future<Output = Result<T, ChannelError>> + Send {
+        async move {
+            let max = max_len.min(self.config().max_message_len);
             let bytes = self.recv_bytes_bounded(max).await?;
             let cfg = bincode::config::standard();
             let reason = match bincode::serde::decode_from_slice::<T, _>(&bytes, cfg) {
@@ -311,6 +333,38 @@ pub trait Channel: Send {
             Err(self.abort(&reason).await)
         }
     }
+}
+
+/// Longest text, in characters after escaping, that [`sanitize_peer_text`] keeps.
+pub const MAX_PEER_TEXT_CHARS: usize = 200;
+
+/// Makes text that came from the peer (for example the reason in its ABORT frame) safe to log
+/// or relay: printable ASCII is kept, everything else (newlines, terminal escapes, other control
+/// and non-ASCII characters, invalid UTF-8) is written as a Rust-style escape (`\n`,
+/// `\u{1b}`), and the result is cut to about [`MAX_PEER_TEXT_CHARS`] characters, with a note
+/// of the full length when something was cut. The peer therefore cannot forge log lines, move
+/// the terminal's cursor or fill the log.
+pub fn sanitize_peer_text(bytes: &[u8]) -> String {
+    // Four bytes per kept character are plenty: the rest is cut anyway.
+    let head = &bytes[..bytes.len().min(4 * MAX_PEER_TEXT_CHARS)];
+    let mut out = String::with_capacity(MAX_PEER_TEXT_CHARS + 40);
+    for c in String::from_utf8_lossy(head).chars() {
+        let plain = matches!(c, ' '..='~') && c != '\\';
+        let len = if plain { 1 } else { c.escape_default().count() };
+        if out.len() + len > MAX_PEER_TEXT_CHARS {
+            out.push_str(&format!("... [cut, {} bytes in all]", bytes.len()));
+            return out;
+        }
+        if plain {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    if head.len() < bytes.len() {
+        out.push_str(&format!("... [cut, {} bytes in all]", bytes.len()));
+    }
+    out
 }
 
 /// Largest tensor rank [`Channel::send_tensor`] carries.

@@ -269,3 +269,76 @@ async fn abort_frame_reaches_the_peer() {
     raw.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf[4..], b"bye");
 }
+
+/// The timeout bounds a whole message: a peer that sends an empty MORE frame every third of
+/// the timeout does not keep the receive alive.
+#[tokio::test]
+async fn trickled_frames_do_not_extend_the_timeout() {
+    let (mut ch, mut raw) = raw_pair(small_timeout());
+    let trickle = tokio::spawn(async move {
+        for _ in 0..30 {
+            if raw.write_all(&(1u32 << 31).to_le_bytes()).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let start = std::time::Instant::now();
+    let e = ch.recv_bytes_bounded(64).await.unwrap_err();
+    assert_eq!(e, ChannelError::Timeout(Duration::from_millis(300)));
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        start.elapsed()
+    );
+    trickle.abort();
+}
+
+/// A bounded control-message receive refuses a longer message at its first frame.
+#[tokio::test]
+async fn bounded_control_message() {
+    let (mut a, mut b) = mem::pair_with(small_timeout(), 1 << 16);
+    a.send_msg(&vec![7u8; 100]).await.unwrap();
+    a.send_msg(&vec![7u8; 10]).await.unwrap();
+    let e = b
+        .recv_msg_bounded::<Vec<u8>>(50, "small")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ChannelError::Aborted(ref m) if m.contains("limit of 50")),
+        "{e}"
+    );
+    let (mut a, mut b) = mem::pair_with(small_timeout(), 1 << 16);
+    a.send_msg(&vec![7u8; 10]).await.unwrap();
+    let v: Vec<u8> = b.recv_msg_bounded(50, "small").await.unwrap();
+    assert_eq!(v, vec![7u8; 10]);
+}
+
+/// The peer's abort reason is data: newlines, terminal escapes and backslashes are escaped, and
+/// the text is cut to about 200 characters, however long the frame.
+#[tokio::test]
+async fn peer_abort_reason_is_escaped_and_cut() {
+    let (mut ch, mut raw) = raw_pair(small_timeout());
+    let mut reason = "bad\nFORGED LOG LINE \u{1b}[31mred\u{1b}[0m \\ é ".to_string();
+    reason.push_str(&"x".repeat(100_000));
+    let mut frame = ((1u32 << 30) | reason.len() as u32).to_le_bytes().to_vec();
+    frame.extend_from_slice(reason.as_bytes());
+    let writer = tokio::spawn(async move {
+        raw.write_all(&frame).await.unwrap();
+        raw
+    });
+    let e = ch.recv_bytes_bounded(64).await.unwrap_err();
+    let ChannelError::PeerAborted(text) = e else {
+        panic!("{e}")
+    };
+    assert!(
+        text.starts_with(r"bad\nFORGED LOG LINE \u{1b}[31mred\u{1b}[0m \\ \u{e9} xxx"),
+        "{text}"
+    );
+    assert!(text.ends_with("bytes in all]"), "{text}");
+    assert!(text.len() <= MAX_PEER_TEXT_CHARS + 40, "{}", text.len());
+    assert!(text.chars().all(|c| (' '..='~').contains(&c)), "{text}");
+    drop(writer.await.unwrap());
+    assert_eq!(sanitize_peer_text(b"short and plain"), "short and plain");
+    assert_eq!(sanitize_peer_text(&[0xff, b'a']), r"\u{fffd}a");
+}

@@ -14,6 +14,7 @@ use super::TlsError;
 /// File name of the certificate (DER) inside an identity directory.
 pub const CERT_FILE: &str = "cert.der";
 /// File name of the private key (PKCS#8 DER, mode 0600 on unix) inside an identity directory.
+/// The certificate has mode 0600 too, and a directory the identity creates mode 0700.
 pub const KEY_FILE: &str = "key.der";
 /// Subject alternative name written into generated certificates. Peers never check names:
 /// they pin the certificate itself.
@@ -116,9 +117,10 @@ impl Identity {
     }
 
     /// Loads the identity stored in `dir` ([`CERT_FILE`] and [`KEY_FILE`]), or, when neither
-    /// file exists, generates one and stores it there (creating `dir`; the key file gets mode
-    /// 0600 on unix). A directory holding only one of the two files is an error, as is a key
-    /// that does not match the certificate.
+    /// file exists, generates one and stores it there (creating `dir` with mode 0700 and both
+    /// files with mode 0600 on unix, whatever the umask). A directory holding only one of the
+    /// two files is an error, as is a key that does not match the certificate or that other
+    /// users may read (see [`Identity::load`]).
     pub fn load_or_create(dir: &Path) -> Result<Self, TlsError> {
         let cert_path = dir.join(CERT_FILE);
         let key_path = dir.join(KEY_FILE);
@@ -144,6 +146,10 @@ impl Identity {
     }
 
     /// Loads an identity stored by [`Identity::load_or_create`].
+    ///
+    /// On unix a key file that other users may read or write (any of the mode bits `0o077`) is
+    /// refused, as ssh refuses such a private key: the key may already be known to others.
+    /// `chmod 600` the file (or remove the directory to start afresh) and try again.
     pub fn load(dir: &Path) -> Result<Self, TlsError> {
         let read = |p: PathBuf| {
             fs::read(&p).map_err(|e| TlsError::Io(format!("cannot read {}: {e}", p.display())))
@@ -152,12 +158,17 @@ impl Identity {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = fs::metadata(&key_path) {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    tracing::warn!(path = %key_path.display(), mode = format!("{mode:o}"),
-                        "private key file is readable by other users; expected mode 0600");
-                }
+            let meta = fs::metadata(&key_path)
+                .map_err(|e| TlsError::Io(format!("cannot read {}: {e}", key_path.display())))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(TlsError::Certificate(format!(
+                    "the private key {} has mode {mode:04o}: other users may read it; \
+                     refusing to use it (run `chmod 600 {}` if it has not leaked, \
+                     or remove the directory to create a new identity)",
+                    key_path.display(),
+                    key_path.display()
+                )));
             }
         }
         let cert = CertificateDer::from(read(dir.join(CERT_FILE))?);
@@ -194,35 +205,44 @@ impl Identity {
         })
     }
 
+    /// Writes the two files into `dir`, creating it. On unix, whatever the umask, a directory
+    /// this creates gets mode 0700 and both files mode 0600 (the umask can only remove bits).
+    /// An existing directory keeps its mode, with a warning when others may write to it.
     fn store(&self, dir: &Path) -> Result<(), TlsError> {
         let io = |what: &str, p: &Path, e: std::io::Error| {
             TlsError::Io(format!("cannot {what} {}: {e}", p.display()))
         };
-        fs::create_dir_all(dir).map_err(|e| io("create", dir, e))?;
-        let key_path = dir.join(KEY_FILE);
-        let mut opts = fs::OpenOptions::new();
-        opts.write(true).create_new(true);
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
         #[cfg(unix)]
         {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            builder.mode(0o700);
+            if let Ok(meta) = fs::metadata(dir) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o022 != 0 {
+                    tracing::warn!(dir = %dir.display(), mode = format!("{mode:04o}"),
+                        "the identity directory is writable by other users");
+                }
+            }
         }
-        let mut f = opts
-            .open(&key_path)
-            .map_err(|e| io("create", &key_path, e))?;
-        f.write_all(self.key.secret_pkcs8_der())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io("write", &key_path, e))?;
-        let cert_path = dir.join(CERT_FILE);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&cert_path)
-            .map_err(|e| io("create", &cert_path, e))?;
-        f.write_all(&self.cert)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io("write", &cert_path, e))?;
-        Ok(())
+        builder.create(dir).map_err(|e| io("create", dir, e))?;
+        let write = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            let mut opts = fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&path).map_err(|e| io("create", &path, e))?;
+            f.write_all(bytes)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| io("write", &path, e))
+        };
+        write(KEY_FILE, self.key.secret_pkcs8_der())?;
+        write(CERT_FILE, &self.cert)
     }
 
     /// The certificate's fingerprint: what the other party pins.
@@ -311,6 +331,26 @@ mod tests {
         fs::remove_file(dir.join(KEY_FILE)).unwrap();
         let e = Identity::load_or_create(&dir).unwrap_err();
         assert!(e.to_string().contains(KEY_FILE), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("modes");
+        let a = Identity::load_or_create(&dir).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(CERT_FILE)), 0o600);
+        assert_eq!(mode(&dir.join(KEY_FILE)), 0o600);
+        let key = dir.join(KEY_FILE);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Identity::load_or_create(&dir).unwrap_err();
+        assert!(e.to_string().contains("other users may read it"), "{e}");
+        assert!(e.to_string().contains("chmod 600"), "{e}");
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(Identity::load(&dir).unwrap().fingerprint(), a.fingerprint());
         fs::remove_dir_all(&dir).unwrap();
     }
 

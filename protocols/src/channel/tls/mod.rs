@@ -22,8 +22,15 @@
 //!
 //! [`connect`] and [`TlsListener::accept`] return a [`FramedChannel`]; `docs/channel.md`
 //! describes the wire format and the limits.
+//!
+//! A server that must stay available to many peers turns its listener into an [`Incoming`]
+//! ([`TlsListener::incoming`]): handshakes run concurrently, each in its own task bounded by
+//! the handshake timeout, under caps on handshakes in flight, on live connections and on
+//! connections per source address; accept errors (such as running out of file descriptors)
+//! are logged and retried with back-off. The dealer uses it, and so will the server.
 
 mod identity;
+mod listener;
 mod verify;
 
 use std::fmt;
@@ -39,6 +46,7 @@ use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use super::{ChannelConfig, FramedChannel};
 
 pub use identity::{CERT_FILE, CERT_SUBJECT, Fingerprint, Identity, KEY_FILE};
+pub use listener::{Accepted, Incoming, ListenerLimits};
 
 /// A TLS stream over TCP (client or server side), before framing.
 pub type TlsStream = tokio_rustls::TlsStream<TcpStream>;
@@ -261,6 +269,46 @@ where
     Ok(FramedChannel::new(stream, cfg))
 }
 
+/// The server side of one connection's handshake (TLS, then the ready byte), bounded by
+/// `timeout`.
+async fn server_handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    tcp: TcpStream,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(TlsStream, PeerInfo), TlsError> {
+    tcp.set_nodelay(true)
+        .map_err(|e| TlsError::Io(format!("cannot set TCP_NODELAY: {e}")))?;
+    let handshake = async {
+        let mut s = acceptor
+            .accept(tcp)
+            .await
+            .map_err(|e| handshake_error(&addr, e))?;
+        let fingerprint = s
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| Fingerprint::of_der(c))
+            .ok_or_else(|| TlsError::Handshake {
+                peer: addr.to_string(),
+                reason: "the client presented no certificate".into(),
+            })?;
+        s.write_all(&[READY_BYTE])
+            .await
+            .map_err(|e| handshake_error(&addr, e))?;
+        s.flush().await.map_err(|e| handshake_error(&addr, e))?;
+        Ok((TlsStream::from(s), PeerInfo { addr, fingerprint }))
+    };
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(r) => r,
+        Err(_) => Err(TlsError::HandshakeTimeout {
+            peer: addr.to_string(),
+            timeout,
+        }),
+    }
+}
+
 /// Who connected: the peer's address and the fingerprint of the certificate it presented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerInfo {
@@ -327,44 +375,17 @@ impl TlsListener {
 
     /// Accepts one connection and runs the TLS handshake; returns the raw TLS stream. An
     /// error other than [`TlsError::Accept`] concerns that one connection only: the listener
-    /// keeps working. Handshakes run one at a time, each bounded by the handshake timeout.
+    /// keeps working. This runs one handshake at a time, so a peer that connects and stays
+    /// silent holds up the next accept for the whole handshake timeout: fine for a test or a
+    /// single expected peer; a server that must stay available to many uses
+    /// [`TlsListener::incoming`].
     pub async fn accept_stream(&self) -> Result<(TlsStream, PeerInfo), TlsError> {
         let (tcp, addr) = self
             .tcp
             .accept()
             .await
             .map_err(|e| TlsError::Accept(e.to_string()))?;
-        tcp.set_nodelay(true)
-            .map_err(|e| TlsError::Io(format!("cannot set TCP_NODELAY: {e}")))?;
-        let handshake = async {
-            let mut s = self
-                .acceptor
-                .accept(tcp)
-                .await
-                .map_err(|e| handshake_error(&addr, e))?;
-            let fingerprint = s
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| Fingerprint::of_der(c))
-                .ok_or_else(|| TlsError::Handshake {
-                    peer: addr.to_string(),
-                    reason: "the client presented no certificate".into(),
-                })?;
-            s.write_all(&[READY_BYTE])
-                .await
-                .map_err(|e| handshake_error(&addr, e))?;
-            s.flush().await.map_err(|e| handshake_error(&addr, e))?;
-            Ok((TlsStream::from(s), PeerInfo { addr, fingerprint }))
-        };
-        match tokio::time::timeout(self.handshake_timeout, handshake).await {
-            Ok(r) => r,
-            Err(_) => Err(TlsError::HandshakeTimeout {
-                peer: addr.to_string(),
-                timeout: self.handshake_timeout,
-            }),
-        }
+        server_handshake(&self.acceptor, tcp, addr, self.handshake_timeout).await
     }
 
     /// Accepts one connection (see [`TlsListener::accept_stream`]) and wraps it in a
