@@ -50,14 +50,16 @@ async fn start_dealer(
     for p in peers {
         cmd.args(["--peer-fingerprint", &p.to_hex()]);
     }
+    // The address goes to standard output, the logs to standard error.
     let mut child = cmd
-        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("start privlm-dealer");
-    let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
     let dealer = Dealer(child);
     let addr = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stderr).lines();
+        let mut lines = BufReader::new(stdout).lines();
         loop {
             let line = lines.next().expect("dealer exited early").unwrap();
             if let Some(a) = line.strip_prefix("privlm-dealer listening on ") {

@@ -151,6 +151,7 @@ pub fn request_work(req: &Request) -> u64 {
             mul(&[t, v1.saturating_add(v2)]),
             mul(&[t, v1.saturating_add(v2).saturating_add(1), d]),
         ]),
+        Request::Nonlinear(ref r) => r.work(),
     }
 }
 

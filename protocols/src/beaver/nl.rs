@@ -329,6 +329,30 @@ impl NlRequest {
         }
     }
 
+    /// The dealer's work for this request, about one unit per element drawn from a PRG or
+    /// ring operation (see [`super::dealer::request_work`]); saturates.
+    pub fn work(&self) -> u64 {
+        let mul = |a: usize, b: usize| (a as u64).saturating_mul(b as u64);
+        match *self {
+            NlRequest::Cmp {
+                n,
+                bits,
+                digit_bits,
+            } => {
+                let q = CmpShape { bits, digit_bits }.digits();
+                mul(n, 4 * q.max(1))
+            }
+            NlRequest::Mux { n, k } => mul(n, 3 * k + 4),
+            NlRequest::RowMul { ref layout, square } => {
+                mul(layout.len(), 4 + 2 * square as usize).saturating_add(mul(layout.rows(), 2))
+            }
+            NlRequest::TruncSquareRow { ref layout, .. } => {
+                mul(layout.len(), 16).saturating_add(mul(layout.rows(), 2))
+            }
+            NlRequest::ScaleVec { rows, d, .. } => mul(rows, 3 * d).saturating_add(d as u64),
+        }
+    }
+
     /// Correction words the dealer sends to `party` (only P1 receives any).
     pub fn correction_len(&self, party: Party) -> usize {
         if party == Party::P0 {
