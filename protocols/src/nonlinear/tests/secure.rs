@@ -444,3 +444,64 @@ async fn wrong_correlations_are_refused() {
         );
     }
 }
+
+/// A correlation source that answers comparison requests with the wrong material: a
+/// multiplexer correlation (wrong kind) or comparisons for one element fewer (wrong count).
+struct Faulty {
+    inner: InsecureIdealDealer,
+    short: bool,
+}
+
+impl crate::beaver::TripleProvider for Faulty {
+    fn party(&self) -> Party {
+        self.inner.party()
+    }
+
+    async fn fetch(
+        &mut self,
+        req: &crate::beaver::Request,
+    ) -> Result<crate::beaver::Material, crate::beaver::BeaverError> {
+        use crate::beaver::Request;
+        use crate::beaver::nl::NlRequest;
+        let req = match req {
+            Request::Nonlinear(NlRequest::Cmp {
+                n,
+                bits,
+                digit_bits,
+            }) => Request::Nonlinear(if self.short {
+                NlRequest::Cmp {
+                    n: n - 1,
+                    bits: *bits,
+                    digit_bits: *digit_bits,
+                }
+            } else {
+                NlRequest::Mux { n: *n, k: 1 }
+            }),
+            other => other.clone(),
+        };
+        self.inner.fetch(&req).await
+    }
+}
+
+#[tokio::test]
+async fn a_source_serving_the_wrong_kind_or_count_is_refused_on_both_sides() {
+    let mut rng = Prg::from_u64(8);
+    for short in [false, true] {
+        let (c0, c1) = mem::pair();
+        let (d0, d1) = InsecureIdealDealer::pair(80);
+        let mut s0 = Session::new(
+            Party::P0,
+            c0,
+            Faulty { inner: d0, short },
+            Prg::from_u64(1),
+            params(),
+        )
+        .unwrap();
+        let mut s1 = Session::new(Party::P1, c1, d1, Prg::from_u64(2), params()).unwrap();
+        let (x0, x1) = share(&[5], &[enc(1.0); 5], &mut rng);
+        let (a, b) = tokio::join!(relu(&mut s0, &x0), relu(&mut s1, &x1));
+        let (a, b) = (a.unwrap_err().to_string(), b.unwrap_err().to_string());
+        assert!(a.contains("correlation source error"), "{a}");
+        assert!(b.contains("correlation source error"), "P1 learns why: {b}");
+    }
+}
