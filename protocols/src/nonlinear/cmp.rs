@@ -430,7 +430,9 @@ async fn millionaire<C: Channel, K: TripleProvider>(
     let m = shape.digit_bits;
     let tree = Tree::new(q);
     let sched = schedule(tree.levels());
-    let digit = |v: u64, j: usize| ((v >> (j as u32 * m)) & ((1u64 << shape.width(j)) - 1)) as u32;
+    // Digit j of v: shift and mask per digit, computed once.
+    let dmask: Vec<u64> = (0..q).map(|j| (1u64 << shape.width(j)) - 1).collect();
+    let digit = |v: u64, j: usize| ((v >> (j as u32 * m)) & dmask[j]) as u32;
     let nw = n.div_ceil(64);
     let mut st = match mat {
         CmpMaterial::Sender {
