@@ -505,3 +505,38 @@ async fn a_source_serving_the_wrong_kind_or_count_is_refused_on_both_sides() {
         assert!(b.contains("correlation source error"), "P1 learns why: {b}");
     }
 }
+
+/// Without a dealer (the OT-based provider over IKNP) every nonlinear op is refused on both
+/// sides with the reason, before any correlation traffic.
+#[tokio::test]
+async fn dealer_free_sessions_refuse_the_nonlinear_ops() {
+    use crate::beaver::OtTripleProvider;
+    use crate::ot::iknp::{IknpConfig, IknpReceiver, IknpSender};
+    let mut prg = Prg::from_u64(9);
+    let cfg = IknpConfig::default();
+    let (p0, p1) = mem::pair();
+    let s01 = IknpSender::random(cfg.clone(), &mut prg);
+    let r01 = IknpReceiver::new(cfg.clone(), &mut prg);
+    let s10 = IknpSender::random(cfg.clone(), &mut prg);
+    let r10 = IknpReceiver::new(cfg, &mut prg);
+    let o0 = OtTripleProvider::new(Party::P0, p0, s01, r10, prg.gen_seed());
+    let o1 = OtTripleProvider::new(Party::P1, p1, s10, r01, prg.gen_seed());
+    let (c0, c1) = mem::pair();
+    let mut s0 = Session::new(Party::P0, c0, o0, Prg::from_u64(1), params()).unwrap();
+    let mut s1 = Session::new(Party::P1, c1, o1, Prg::from_u64(2), params()).unwrap();
+    let (x0, x1) = share(&[3], &[enc(1.0); 3], &mut prg);
+    let (a, b) = tokio::join!(relu(&mut s0, &x0), relu(&mut s1, &x1));
+    for e in [a.unwrap_err(), b.unwrap_err()] {
+        let t = e.to_string();
+        assert!(t.starts_with("relu: "), "{t}");
+        assert!(
+            t.contains("not available without the dealer") || t.contains("aborted"),
+            "{t}"
+        );
+    }
+    assert_eq!(
+        s0.correlations().channel().stats().total().bytes_sent,
+        0,
+        "nothing was attempted on the OT channel"
+    );
+}
