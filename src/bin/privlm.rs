@@ -6,6 +6,9 @@
 //!   Attention for Private LLMs" (2025), section 3: per layer and head, the Shannon entropy of
 //!   the attention rows averaged over the query positions, on a given text, written as a
 //!   terminal table, `entropy.json`, `entropy.csv` and `heatmap.png` (see `docs/entropy.md`);
+//! - `privlm train`: forwards to the trainer binary `privlm-train` (workspace crate `train/`,
+//!   kept out of the engine so that the engine does not build a training framework; see
+//!   `docs/training.md`);
 //! - `privlm help`.
 //!
 //! Arguments are parsed by hand (a handful of flags does not earn a parser crate's build time).
@@ -25,6 +28,8 @@ privlm: two-party secure inference for GPT-2-style language models
 USAGE:
     privlm demo                      the private-inference demo (not yet available)
     privlm entropy [OPTIONS]         attention entropy per layer and head on a text
+    privlm train [OPTIONS]           train a model (runs the privlm-train binary; see
+                                     `privlm train --help` and docs/training.md)
     privlm help [COMMAND]            this help, or a command's help
 
 Run `privlm help entropy` for the entropy options.
@@ -82,6 +87,7 @@ fn main() -> ExitCode {
         "help" | "--help" | "-h" => {
             match rest.first().map(String::as_str) {
                 Some("entropy") => print!("{ENTROPY_USAGE}"),
+                Some("train") => return run_train(&["--help".to_string()]),
                 _ => print!("{USAGE}"),
             }
             ExitCode::SUCCESS
@@ -106,9 +112,83 @@ fn main() -> ExitCode {
                 }
             }
         }
+        "train" => run_train(rest),
         other => {
-            eprintln!("unknown command {other:?}; available: demo, entropy, help");
+            eprintln!("unknown command {other:?}; available: demo, entropy, train, help");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// How to get the trainer when it is not found.
+const TRAIN_MISSING: &str = "\
+The trainer is a separate binary, privlm-train (workspace crate train/, so that the engine
+does not build a training framework). Build it next to privlm with
+
+    cargo build --release -p privlm-train
+
+or run it directly with `cargo run --release -p privlm-train -- --help`. privlm looks for it
+in $PRIVLM_TRAIN_BIN, next to the privlm executable, then on PATH.";
+
+/// Finds the `privlm-train` binary: `$PRIVLM_TRAIN_BIN`, then next to this executable, then
+/// on `PATH`.
+fn find_trainer() -> Result<PathBuf, String> {
+    let name = format!("privlm-train{}", std::env::consts::EXE_SUFFIX);
+    if let Some(p) = std::env::var_os("PRIVLM_TRAIN_BIN") {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(format!("PRIVLM_TRAIN_BIN={} is not a file", p.display()))
+        };
+    }
+    let sibling = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(&name)));
+    if let Some(p) = sibling.filter(|p| p.is_file()) {
+        return Ok(p);
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(&name))
+                .find(|p| p.is_file())
+        })
+        .ok_or_else(|| format!("{name} was not found"))
+}
+
+/// `privlm train ARGS`: runs `privlm-train ARGS`. On Unix the trainer replaces this process
+/// (exec), so that Ctrl-C reaches the trainer alone (it saves a checkpoint before exiting) and
+/// its exit status is the command's; elsewhere it runs as a child whose status is returned.
+fn run_train(args: &[String]) -> ExitCode {
+    let bin = match find_trainer() {
+        Ok(b) => b,
+        Err(why) => {
+            eprintln!("error: {why}.\n\n{TRAIN_MISSING}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut cmd = std::process::Command::new(&bin);
+    cmd.args(args);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // `exec` returns only if it failed.
+        let e = cmd.exec();
+        eprintln!("error: running {}: {e}", bin.display());
+        ExitCode::FAILURE
+    }
+    #[cfg(not(unix))]
+    match cmd.status() {
+        Ok(status) => ExitCode::from(
+            status
+                .code()
+                .and_then(|c| u8::try_from(c).ok())
+                .unwrap_or(1),
+        ),
+        Err(e) => {
+            eprintln!("error: running {}: {e}", bin.display());
+            ExitCode::FAILURE
         }
     }
 }

@@ -121,15 +121,22 @@ fn glyph(c: char) -> [u8; 7] {
     }
 }
 
-/// An RGB8 canvas.
-struct Canvas {
+/// An RGB8 canvas with the heatmap's 5×7 bitmap font (each font pixel drawn 2×2), for other
+/// plots that need text without a font file (the trainer's entropy curves use it).
+pub struct Canvas {
     w: usize,
     h: usize,
     px: Vec<u8>,
 }
 
 impl Canvas {
-    fn new(w: usize, h: usize, bg: [u8; 3]) -> Self {
+    /// Advance of one character in pixels.
+    pub const CHAR_W: usize = CHAR_W;
+    /// Height of one text line in pixels.
+    pub const LINE_H: usize = LINE_H;
+
+    /// A `w × h` canvas filled with `bg`.
+    pub fn new(w: usize, h: usize, bg: [u8; 3]) -> Self {
         let mut px = Vec::with_capacity(w * h * 3);
         for _ in 0..w * h {
             px.extend_from_slice(&bg);
@@ -137,7 +144,23 @@ impl Canvas {
         Canvas { w, h, px }
     }
 
-    fn rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: [u8; 3]) {
+    /// Width in pixels.
+    pub fn width(&self) -> usize {
+        self.w
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> usize {
+        self.h
+    }
+
+    /// The RGB8 pixels, row-major.
+    pub fn pixels(&self) -> &[u8] {
+        &self.px
+    }
+
+    /// Fills a rectangle (clipped to the canvas).
+    pub fn rect(&mut self, x: usize, y: usize, w: usize, h: usize, c: [u8; 3]) {
         for yy in y..(y + h).min(self.h) {
             for xx in x..(x + w).min(self.w) {
                 let i = (yy * self.w + xx) * 3;
@@ -147,7 +170,7 @@ impl Canvas {
     }
 
     /// Draws `s` with its top-left corner at (x, y); characters past the right edge are cut.
-    fn text(&mut self, x: usize, y: usize, s: &str, c: [u8; 3]) {
+    pub fn text(&mut self, x: usize, y: usize, s: &str, c: [u8; 3]) {
         for (k, ch) in s.chars().enumerate() {
             let gx = x + k * CHAR_W;
             if gx + 5 * SCALE > self.w {
@@ -163,13 +186,20 @@ impl Canvas {
         }
     }
 
-    fn text_width(s: &str) -> usize {
+    /// Width in pixels of `s` as [`Canvas::text`] draws it.
+    pub fn text_width(s: &str) -> usize {
         (s.chars().count() * CHAR_W).saturating_sub(SCALE)
     }
 
-    fn text_centered(&mut self, cx: usize, y: usize, s: &str, c: [u8; 3]) {
+    /// Draws `s` horizontally centred on `cx`.
+    pub fn text_centered(&mut self, cx: usize, y: usize, s: &str, c: [u8; 3]) {
         let x = cx.saturating_sub(Self::text_width(s) / 2);
         self.text(x, y, s, c);
+    }
+
+    /// Writes the canvas as an RGB8 PNG file.
+    pub fn write_png(&self, path: &Path) -> Result<(), EntropyError> {
+        write_rgb_png(self.w, self.h, &self.px, path)
     }
 }
 
@@ -300,6 +330,10 @@ pub fn render_heatmap(rep: &EntropyReport) -> (usize, usize, Vec<u8>) {
 /// Renders the heatmap of `rep` and writes it as a PNG file.
 pub fn write_heatmap_png(rep: &EntropyReport, path: &Path) -> Result<(), EntropyError> {
     let (w, h, px) = render_heatmap(rep);
+    write_rgb_png(w, h, &px, path)
+}
+
+fn write_rgb_png(w: usize, h: usize, px: &[u8], path: &Path) -> Result<(), EntropyError> {
     let io = |source| EntropyError::Io {
         path: path.to_path_buf(),
         source,
@@ -314,7 +348,7 @@ pub fn write_heatmap_png(rep: &EntropyReport, path: &Path) -> Result<(), Entropy
         .write_header()
         .map_err(|e| EntropyError::Png(e.to_string()))?;
     writer
-        .write_image_data(&px)
+        .write_image_data(px)
         .map_err(|e| EntropyError::Png(e.to_string()))?;
     writer
         .finish()
