@@ -7,7 +7,9 @@
 //! Layout (DESIGN.md section 2): `ring` and `share` (arithmetic), `channel` (transports and
 //! counters), `prg` (seeded randomness), `block` (128-bit values), `ot` (oblivious transfer),
 //! `gc` (garbled circuits), `beaver` (triples and bilinear products), `convert`
-//! (arithmetic/boolean conversions), `nonlinear` (ReLU, GELU, softmax, ...).
+//! (arithmetic/boolean conversions), `session` (one protocol session: role, channel,
+//! correlations, PRG, parameters, cost label), `nonlinear` (ReLU, GELU, softmax, LayerNorm,
+//! argmax, written once over plaintext, secure and counting backends).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -19,9 +21,11 @@ pub mod compute;
 pub mod convert;
 pub mod gc;
 pub mod hash;
+pub mod nonlinear;
 pub mod ot;
 pub mod prg;
 pub mod ring;
+pub mod session;
 pub mod share;
 pub mod trunc;
 

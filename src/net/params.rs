@@ -256,6 +256,21 @@ impl SessionParams {
         self
     }
 
+    /// Adds the nonlinear layers' AGREEMENT parameters
+    /// ([`privlm_protocols::nonlinear::NlParams::agreement_entries`], names `nonlinear.*`).
+    pub fn with_nonlinear(mut self, nl: &privlm_protocols::nonlinear::NlParams) -> Self {
+        use privlm_protocols::nonlinear::AgreementValue;
+        for (name, v) in nl.agreement_entries() {
+            let v = match v {
+                AgreementValue::U64(x) => ParamValue::U64(x),
+                AgreementValue::Str(x) => ParamValue::Str(x.to_string()),
+                other => ParamValue::Str(format!("{other:?}")),
+            };
+            self.approximations.insert(name.to_string(), v);
+        }
+        self
+    }
+
     /// The canonical encoding: a domain separator, then every field in a fixed order, each as
     /// a length-prefixed name followed by a tagged, length-prefixed value (integers as 8-byte
     /// little endian). The SECURITY constants are part of it, so two builds with different
@@ -522,6 +537,20 @@ mod tests {
         .with_approximation("gelu.method", "tanh")
         .with_approximation("exp.iterations", 8u32)
         .with_approximation("softmax.clip", -14.0)
+    }
+
+    #[test]
+    fn nonlinear_parameters_are_agreed() {
+        use privlm_protocols::nonlinear::NlParams;
+        let nl = NlParams::default();
+        let p = sample().with_nonlinear(&nl);
+        assert_eq!(p.first_difference(&sample().with_nonlinear(&nl)), None);
+        let other = NlParams { act_bits: 40, ..nl };
+        let d = p
+            .first_difference(&sample().with_nonlinear(&other))
+            .expect("differs");
+        assert!(d.field.contains("nonlinear.act_bits"), "{d:?}");
+        assert_ne!(p.hash(), sample().with_nonlinear(&other).hash());
     }
 
     #[test]

@@ -151,6 +151,7 @@ pub fn request_work(req: &Request) -> u64 {
             mul(&[t, v1.saturating_add(v2)]),
             mul(&[t, v1.saturating_add(v2).saturating_add(1), d]),
         ]),
+        Request::Nonlinear(ref r) => r.work(),
     }
 }
 
@@ -529,6 +530,11 @@ impl<C: Channel> DealerClient<C> {
 impl<C: Channel> TripleProvider for DealerClient<C> {
     fn party(&self) -> Party {
         self.party
+    }
+
+    fn set_cost_label(&mut self, phase: crate::channel::Phase, label: &str) {
+        self.ch.set_phase(phase);
+        self.ch.set_label(label);
     }
 
     async fn fetch(&mut self, req: &Request) -> Result<Material, BeaverError> {

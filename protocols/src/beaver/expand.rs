@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use rand_core::Rng;
 
 use super::kernel::{contract_first, contract_mid, matmul, vecmat};
+use super::nl::{self, NlGen, NlRequest};
 use super::{
     BeaverError, ElemTriple, MatTriple, Material, Request, SquarePair, TableTriple, TruncPair,
     WeightMask, WeightTriple,
@@ -28,7 +29,7 @@ fn req_seed(seed: &Seed, counter: u64) -> Seed {
     Prg::expand(seed, &label).gen_seed()
 }
 
-fn weight_prg(seed: &Seed, id: u32) -> Prg {
+pub(crate) fn weight_prg(seed: &Seed, id: u32) -> Prg {
     let mut label = b"privlm/beaver/weight/".to_vec();
     label.extend_from_slice(&id.to_le_bytes());
     Prg::expand(seed, &label)
@@ -43,13 +44,13 @@ fn tensor(shape: &[usize], data: Vec<u64>) -> RingTensor {
 }
 
 /// The component streams of one request for one party.
-struct Streams(Seed);
+pub(crate) struct Streams(Seed);
 
 impl Streams {
-    fn new(seed: &Seed, counter: u64) -> Self {
+    pub(crate) fn new(seed: &Seed, counter: u64) -> Self {
         Streams(req_seed(seed, counter))
     }
-    fn get(&self, component: u64) -> Prg {
+    pub(crate) fn get(&self, component: u64) -> Prg {
         Prg::derive(&self.0, component)
     }
 }
@@ -93,6 +94,15 @@ impl Registry {
                 ))),
                 None => Err(BeaverError::InvalidRequest(format!(
                     "weight {id} has no session mask (request WeightMask first)"
+                ))),
+            },
+            Request::Nonlinear(NlRequest::ScaleVec { id, d, .. }) => match self.weights.get(&id) {
+                Some(&(1, m0)) if m0 == d => Ok(()),
+                Some(&(k0, m0)) => Err(BeaverError::InvalidRequest(format!(
+                    "vector {id} was registered as {k0}x{m0}, a vector product asks for 1x{d}"
+                ))),
+                None => Err(BeaverError::InvalidRequest(format!(
+                    "vector {id} has no session mask (request WeightMask {{ k: 1, m: {d} }} first)"
                 ))),
             },
             _ => Ok(()),
@@ -185,6 +195,9 @@ pub(crate) fn expand_local(
                 c: tensor(&[n, m], correction),
             }
         }),
+        Request::Nonlinear(ref r) => {
+            Material::Nonlinear(nl::expand_local(party, &st, r, correction))
+        }
         Request::Table { t, v1, v2, d, .. } => Material::Table(if p0 {
             TableTriple::P0 {
                 a: tensor(&[t, v1], fill(&mut st.get(0), t * v1)),
@@ -264,6 +277,7 @@ enum Kind {
         v2: usize,
         d: usize,
     },
+    Nonlinear(Box<NlGen>),
     Nothing,
 }
 
@@ -330,6 +344,9 @@ impl CorrectionGen {
                 d,
             },
             Request::WeightMask { .. } => Kind::Nothing,
+            Request::Nonlinear(ref r) => {
+                Kind::Nonlinear(Box::new(NlGen::new(&s0, &s1, &seeds[1], r)))
+            }
         };
         CorrectionGen { kind, remaining }
     }
@@ -429,6 +446,7 @@ impl CorrectionGen {
                 out.extend(k.iter().map(|&x| x.wrapping_sub(k0.next_u64())));
                 out
             }
+            Kind::Nonlinear(g) => g.next_piece(max_elems).unwrap_or_default(),
             Kind::Nothing => Vec::new(),
         };
         self.remaining -= piece.len();

@@ -41,6 +41,7 @@ mod expand;
 pub mod ideal;
 pub mod kernel;
 pub mod lookup;
+pub mod nl;
 pub mod ops;
 pub mod ot_provider;
 pub mod prefetch;
@@ -195,6 +196,9 @@ pub enum Request {
         /// Row width.
         d: usize,
     },
+    /// A correlation of the nonlinear layers (comparisons, multiplexers, row products, vector
+    /// products): see [`nl`].
+    Nonlinear(nl::NlRequest),
 }
 
 /// Largest number of ring elements in any one tensor of a request that providers accept by
@@ -250,6 +254,7 @@ impl Request {
                     .and_then(|s| mul3(s, t, d));
                 vec![mul3(v1, v2, d), t.checked_mul(v1), t.checked_mul(v2), per]
             }
+            Request::Nonlinear(ref r) => return r.validate(max_elems),
             Request::Weight { n, k, m, .. } => {
                 if n == 0 {
                     return Err(BeaverError::InvalidRequest(
@@ -291,6 +296,7 @@ impl Request {
             Request::WeightMask { .. } => 0,
             Request::Weight { n, m, .. } => n * m,
             Request::Table { t, v1, v2, d, .. } => t * (v1 + v2 + 1) * d,
+            Request::Nonlinear(ref r) => r.correction_len(party),
         }
     }
 }
@@ -413,9 +419,11 @@ pub enum Material {
     Weight(WeightTriple),
     /// For [`Request::Table`].
     Table(TableTriple),
+    /// For [`Request::Nonlinear`].
+    Nonlinear(nl::NlMaterial),
 }
 
-fn unexpected(what: &str, got: &Material) -> BeaverError {
+pub(crate) fn unexpected(what: &str, got: &Material) -> BeaverError {
     let kind = match got {
         Material::Elem(_) => "elementwise triples",
         Material::Mat(_) => "matrix triples",
@@ -424,6 +432,7 @@ fn unexpected(what: &str, got: &Material) -> BeaverError {
         Material::WeightMask(_) => "a weight mask",
         Material::Weight(_) => "a weight triple",
         Material::Table(_) => "a table triple",
+        Material::Nonlinear(m) => m.kind(),
     };
     BeaverError::DealerProtocol(format!("asked for {what}, the provider returned {kind}"))
 }
@@ -442,6 +451,10 @@ pub trait TripleProvider: Send {
         &mut self,
         req: &Request,
     ) -> impl Future<Output = Result<Material, BeaverError>> + Send;
+
+    /// Sets the phase and label that this provider's own traffic (the dealer link) is counted
+    /// under, if it has any. The default does nothing.
+    fn set_cost_label(&mut self, _phase: crate::channel::Phase, _label: &str) {}
 
     /// `n` elementwise triples.
     fn elementwise(

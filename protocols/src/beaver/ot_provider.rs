@@ -118,7 +118,10 @@ pub fn refused_cost(req: &Request) -> Option<(String, u64, u64)> {
                 smul(smul(smul(cells, u(t)), 3), 260),
             ))
         }
-        Request::Elementwise { .. } | Request::Square { .. } | Request::Trunc { .. } => None,
+        Request::Elementwise { .. }
+        | Request::Square { .. }
+        | Request::Trunc { .. }
+        | Request::Nonlinear(_) => None,
     }
 }
 
@@ -154,6 +157,13 @@ impl<C: Channel, S: CotSender, R: CotReceiver> TripleProvider for OtTripleProvid
                 reason: "each pair needs shares of the top bit and of the shifted low bits of \
                          r = r_0 + r_1, i.e. comparisons on the parties' random shares; not \
                          implemented by the OT-based provider"
+                    .into(),
+            }
+            .into()),
+            Request::Nonlinear(ref r) => Err(TripleError::NotDealerFree {
+                what: format!("the nonlinear-layer correlation {r:?}"),
+                reason: "comparisons, multiplexers and row products take their correlations \
+                         from the dealer; the OT-based provider does not make them"
                     .into(),
             }
             .into()),

@@ -49,6 +49,10 @@ impl<P: TripleProvider> TripleProvider for Prefetched<P> {
         self.inner.party()
     }
 
+    fn set_cost_label(&mut self, phase: crate::channel::Phase, label: &str) {
+        self.inner.set_cost_label(phase, label);
+    }
+
     async fn fetch(&mut self, req: &Request) -> Result<Material, BeaverError> {
         match self.queue.pop_front() {
             Some((queued, m)) if &queued == req => Ok(m),
