@@ -865,7 +865,11 @@ mod tests {
         y.unwrap();
         assert!(s.is_setup() && r.is_setup());
         let setup_bytes = a.stats().total().bytes_sent + b.stats().total().bytes_sent;
-        assert_eq!(setup_bytes, 32 + 4096 + 8, "base OTs: A, 128 points, two frame headers");
+        assert_eq!(
+            setup_bytes,
+            32 + 4096 + 8,
+            "base OTs: A, 128 points, two frame headers"
+        );
         // A second setup is free.
         let (x, y) = tokio::join!(s.setup(&mut a), r.setup(&mut b));
         x.unwrap();
