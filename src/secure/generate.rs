@@ -79,7 +79,11 @@ impl CostReport {
     /// Sum of the peer-channel and dealer-link counters of one phase (all phases: `None`).
     pub fn total(&self, phase: Option<Phase>) -> (Counters, Counters) {
         let (mut p, mut d) = (Counters::default(), Counters::default());
-        for e in self.entries.iter().filter(|e| phase.is_none_or(|ph| ph == e.phase)) {
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| phase.is_none_or(|ph| ph == e.phase))
+        {
             p.accumulate(&e.peer);
             d.accumulate(&e.dealer);
         }
@@ -144,7 +148,10 @@ impl CostReport {
         }
         s.push_str(&format!(
             "seconds: setup {:.3}, preprocessing {:.3}, online {:.3}, planning {:.3}\n",
-            self.setup_seconds, self.preprocessing_seconds, self.online_seconds, self.planning_seconds
+            self.setup_seconds,
+            self.preprocessing_seconds,
+            self.online_seconds,
+            self.planning_seconds
         ));
         s
     }
@@ -186,7 +193,10 @@ where
     K: TripleProvider + LinkStats,
 {
     if session.party() != Party::P0 {
-        return Err(SecureError::bad("client_generate", "the client's session is P0's"));
+        return Err(SecureError::bad(
+            "client_generate",
+            "the client's session is P0's",
+        ));
     }
     let (tokens, report, session) = run(
         session,
@@ -218,7 +228,10 @@ where
     K: TripleProvider + LinkStats,
 {
     if session.party() != Party::P1 {
-        return Err(SecureError::bad("server_generate", "the server's session is P1's"));
+        return Err(SecureError::bad(
+            "server_generate",
+            "the server's session is P1's",
+        ));
     }
     let (_, report, session) = run(
         session,
@@ -290,7 +303,15 @@ where
         let t = Instant::now();
         let dummy = vec![0u32; input.len()];
         planner.engine_mut().clear();
-        let po = forward(&mut planner, cfg, &pw, Tokens::Ids(&dummy), &mut plan_cache, opts).await?;
+        let po = forward(
+            &mut planner,
+            cfg,
+            &pw,
+            Tokens::Ids(&dummy),
+            &mut plan_cache,
+            opts,
+        )
+        .await?;
         planner.argmax(&po.logits).await?;
         ops.set_plan(planner.engine().plan());
         planning += t.elapsed();
@@ -310,7 +331,10 @@ where
                 Some(t)
             }
             (Party::P0, None) => {
-                return Err(SecureError::bad("argmax", "the client did not learn the token"));
+                return Err(SecureError::bad(
+                    "argmax",
+                    "the client did not learn the token",
+                ));
             }
             (Party::P1, _) => None,
         };

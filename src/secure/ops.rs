@@ -121,7 +121,12 @@ pub struct SecureOps<E: Engine> {
 
 impl<E: Engine> std::fmt::Debug for SecureOps<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecureOps(party={:?}, label={:?})", self.e.party(), self.label)
+        write!(
+            f,
+            "SecureOps(party={:?}, label={:?})",
+            self.e.party(),
+            self.label
+        )
     }
 }
 
@@ -264,7 +269,11 @@ impl<E: Engine> SecureOps<E> {
         self.e.set_cost_label(Phase::Online, &label);
     }
 
-    fn need_values<'a, T>(&self, op: &'static str, v: Option<&'a T>) -> Result<Option<&'a T>, SecureError> {
+    fn need_values<'a, T>(
+        &self,
+        op: &'static str,
+        v: Option<&'a T>,
+    ) -> Result<Option<&'a T>, SecureError> {
         match (self.e.party(), v) {
             (Party::P1, None) => Err(bad(op, "the server must pass the weight values")),
             (Party::P0, Some(_)) => Err(bad(op, "the client must not hold weight values")),
@@ -344,7 +353,10 @@ impl<E: Engine> TensorOps for SecureOps<E> {
             .map(|e| ring("prepare_embedding", &[v, d], enc_all(&e.wte)))
             .transpose()?;
         let wt = match (&w, self.tied_head) {
-            (Some(w), true) => Some(w.transpose().map_err(|e| bad("prepare_embedding", e.to_string()))?),
+            (Some(w), true) => Some(
+                w.transpose()
+                    .map_err(|e| bad("prepare_embedding", e.to_string()))?,
+            ),
             _ => None,
         };
         let table = self.e.setup_weight(id, v, d, w).await?;
@@ -374,7 +386,12 @@ impl<E: Engine> TensorOps for SecureOps<E> {
         FixedOps.rows(x)
     }
 
-    fn row_range(&self, x: &RingTensor, start: usize, len: usize) -> Result<RingTensor, SecureError> {
+    fn row_range(
+        &self,
+        x: &RingTensor,
+        start: usize,
+        len: usize,
+    ) -> Result<RingTensor, SecureError> {
         Ok(FixedOps.row_range(x, start, len)?)
     }
 
@@ -420,7 +437,9 @@ impl<E: Engine> TensorOps for SecureOps<E> {
             (p, _) => {
                 return Err(bad(
                     "embed",
-                    format!("{p:?} got the wrong kind of tokens (the client passes the ids, the server their number)"),
+                    format!(
+                        "{p:?} got the wrong kind of tokens (the client passes the ids, the server their number)"
+                    ),
                 ));
             }
         };
@@ -437,32 +456,50 @@ impl<E: Engine> TensorOps for SecureOps<E> {
         Ok(x)
     }
 
-    async fn linear(&mut self, x: &RingTensor, w: &Self::Linear) -> Result<RingTensor, SecureError> {
+    async fn linear(
+        &mut self,
+        x: &RingTensor,
+        w: &Self::Linear,
+    ) -> Result<RingTensor, SecureError> {
         let (_, k) = dims2("linear", x)?;
         if k != w.shape.d_in {
             return Err(bad(
                 "linear",
-                format!("input width {k} for a {} -> {} layer", w.shape.d_in, w.shape.d_out),
+                format!(
+                    "input width {k} for a {} -> {} layer",
+                    w.shape.d_in, w.shape.d_out
+                ),
             ));
         }
         let mut y = self.linear_trunc(x, &w.w).await?;
         if let Some(b) = &w.bias {
             for row in y.data_mut().chunks_mut(w.shape.d_out.max(1)) {
-                row.iter_mut().zip(b).for_each(|(o, bb)| *o = o.wrapping_add(*bb));
+                row.iter_mut()
+                    .zip(b)
+                    .for_each(|(o, bb)| *o = o.wrapping_add(*bb));
             }
         }
         Ok(y)
     }
 
-    async fn lm_head(&mut self, x: &RingTensor, e: &Self::Embedding) -> Result<RingTensor, SecureError> {
+    async fn lm_head(
+        &mut self,
+        x: &RingTensor,
+        e: &Self::Embedding,
+    ) -> Result<RingTensor, SecureError> {
         let (_, k) = dims2("lm_head", x)?;
         if k != e.shape.d {
-            return Err(bad("lm_head", format!("input width {k} for width {}", e.shape.d)));
+            return Err(bad(
+                "lm_head",
+                format!("input width {k} for width {}", e.shape.d),
+            ));
         }
-        let head = e
-            .head
-            .as_ref()
-            .ok_or_else(|| bad("lm_head", "the model's LM head is untied: use its own linear"))?;
+        let head = e.head.as_ref().ok_or_else(|| {
+            bad(
+                "lm_head",
+                "the model's LM head is untied: use its own linear",
+            )
+        })?;
         self.linear_trunc(x, head).await
     }
 
@@ -472,9 +509,15 @@ impl<E: Engine> TensorOps for SecureOps<E> {
         self.e.trunc(&y, FRAC_BITS).await
     }
 
-    async fn layer_norm(&mut self, x: &RingTensor, n: &Self::Norm) -> Result<RingTensor, SecureError> {
+    async fn layer_norm(
+        &mut self,
+        x: &RingTensor,
+        n: &Self::Norm,
+    ) -> Result<RingTensor, SecureError> {
         self.enter().await?;
-        self.e.layer_norm(x, &n.gain, n.bias.as_deref(), n.eps).await
+        self.e
+            .layer_norm(x, &n.gain, n.bias.as_deref(), n.eps)
+            .await
     }
 
     async fn gelu(&mut self, x: &RingTensor) -> Result<RingTensor, SecureError> {
@@ -527,7 +570,11 @@ impl<E: Engine> TensorOps for SecureOps<E> {
         ring("attn_scores", &shape, out)
     }
 
-    async fn causal_softmax(&mut self, s: &RingTensor, offset: usize) -> Result<RingTensor, SecureError> {
+    async fn causal_softmax(
+        &mut self,
+        s: &RingTensor,
+        offset: usize,
+    ) -> Result<RingTensor, SecureError> {
         let (_, r, c) = dims3("causal_softmax", s)?;
         if c != offset + r {
             return Err(bad(
@@ -539,7 +586,11 @@ impl<E: Engine> TensorOps for SecureOps<E> {
         self.e.softmax(s, Mask::Causal, None).await
     }
 
-    async fn attn_values(&mut self, p: &RingTensor, v: &RingTensor) -> Result<RingTensor, SecureError> {
+    async fn attn_values(
+        &mut self,
+        p: &RingTensor,
+        v: &RingTensor,
+    ) -> Result<RingTensor, SecureError> {
         let (h, _, t) = dims3("attn_values", p)?;
         let (hv, t2, _) = dims3("attn_values", v)?;
         if hv != h || t2 != t {
