@@ -90,12 +90,13 @@ impl CostReport {
         (p, d)
     }
 
-    /// Counters summed per phase and per *group* of labels: the label up to its second `/`
-    /// (`layer3/attn`, `layer3/ffn`, `embedding`, `head`), in first-seen order per phase.
+    /// Counters summed per phase and per stage: the label's stage part (`layer3/attn`,
+    /// `layer3/ffn`, `embedding`, `head`), in label order per phase.
     pub fn by_group(&self) -> Vec<(Phase, String, Counters, Counters)> {
         let mut out: Vec<(Phase, String, Counters, Counters)> = Vec::new();
         for e in &self.entries {
-            let g: String = e.label.split('/').take(2).collect::<Vec<_>>().join("/");
+            let parts = if e.label.starts_with("layer") { 2 } else { 1 };
+            let g: String = e.label.split('/').take(parts).collect::<Vec<_>>().join("/");
             let g = if g.is_empty() { "(none)".into() } else { g };
             match out.iter_mut().find(|(p, l, _, _)| *p == e.phase && *l == g) {
                 Some((_, _, p, d)) => {
