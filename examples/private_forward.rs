@@ -122,14 +122,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let s0 = Session::new(Party::P0, p0, Prefetched::new(k0?), Prg::from_os(), params)?;
     let s1 = Session::new(Party::P1, p1, Prefetched::new(k1?), Prg::from_os(), params)?;
 
+    // Each party in its own task (as in a deployment, where each is its own process), so
+    // their local products run in parallel.
+    let model = std::sync::Arc::new(model);
     let manifest = model.manifest();
-    let mut on_token = |t: u32| eprintln!("client learned token {t}");
+    let (n_new, prompt_len) = (args.new, prompt.len());
     let t = Instant::now();
-    let (c, s) = tokio::join!(
-        client_generate(s0, &manifest, &prompt, args.new, &mut on_token),
-        server_generate(s1, &model, prompt.len(), args.new)
-    );
-    let (c, s) = (c?, s?);
+    let client = tokio::spawn({
+        let prompt = prompt.clone();
+        async move {
+            let mut on_token = |t: u32| eprintln!("client learned token {t}");
+            client_generate(s0, &manifest, &prompt, n_new, &mut on_token).await
+        }
+    });
+    let server = tokio::spawn({
+        let model = model.clone();
+        async move { server_generate(s1, &model, prompt_len, n_new).await }
+    });
+    let (c, s) = tokio::join!(client, server);
+    let (c, s) = (c??, s??);
     let wall = t.elapsed().as_secs_f64();
 
     println!("{}", c.report.table());

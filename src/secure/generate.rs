@@ -73,6 +73,9 @@ pub struct CostReport {
     pub planning_seconds: f64,
     /// Online seconds per forward pass (the prompt, then one per further token).
     pub pass_seconds: Vec<f64>,
+    /// Online seconds per stage (`embedding`, `layer3/attn`, ..., `head`), summed over the
+    /// passes; weight preparation and prefetching excluded.
+    pub stage_seconds: Vec<(String, f64)>,
 }
 
 impl CostReport {
@@ -113,7 +116,7 @@ impl CostReport {
     /// channel, rounds, and dealer bytes received; then totals and times.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{} costs: prompt {} tokens, {} generated\n{:<14} {:<22} {:>14} {:>14} {:>8} {:>14}\n",
+            "{} costs: prompt {} tokens, {} generated\n{:<14} {:<22} {:>14} {:>14} {:>8} {:>14} {:>9}\n",
             self.party,
             self.prompt_len,
             self.new_tokens,
@@ -122,17 +125,27 @@ impl CostReport {
             "sent B",
             "received B",
             "rounds",
-            "dealer recv B"
+            "dealer recv B",
+            "seconds"
         );
         for (phase, label, p, d) in self.by_group() {
+            let secs = match phase {
+                Phase::Online => self
+                    .stage_seconds
+                    .iter()
+                    .find(|(l, _)| *l == label)
+                    .map_or(String::new(), |(_, t)| format!("{t:.3}")),
+                _ => String::new(),
+            };
             s.push_str(&format!(
-                "{:<14} {:<22} {:>14} {:>14} {:>8} {:>14}\n",
+                "{:<14} {:<22} {:>14} {:>14} {:>8} {:>14} {:>9}\n",
                 format!("{phase:?}"),
                 label,
                 p.bytes_sent,
                 p.bytes_recv,
                 p.rounds,
-                d.bytes_recv
+                d.bytes_recv,
+                secs
             ));
         }
         for phase in [Phase::Setup, Phase::Preprocessing, Phase::Online] {
@@ -273,6 +286,7 @@ where
     let params = *session.params();
     let mut ops = SecureOps::new(SessionEngine::new(session), manifest)?;
     let w = prepare_weights(&mut ops, manifest, weights).await?;
+    ops.reset_stage_times();
 
     // The planner: the same forward over a recording engine, as the client with placeholder ids.
     let t_plan = Instant::now();
@@ -322,6 +336,7 @@ where
         let pre0 = ops.times().preprocessing;
         let o = forward(&mut ops, cfg, &w, input, &mut cache, opts).await?;
         let tok = ops.argmax(&o.logits).await?;
+        ops.end_stage();
         let secs = (t.elapsed() - (ops.times().preprocessing - pre0)).as_secs_f64();
         online += secs;
         pass_seconds.push(secs);
@@ -341,6 +356,11 @@ where
         };
     }
     let times = ops.times();
+    let ops_stage_seconds: Vec<(String, f64)> = ops
+        .stage_times()
+        .iter()
+        .map(|(l, d)| (l.clone(), d.as_secs_f64()))
+        .collect();
     let session = ops.into_engine().into_session();
     let report = CostReport {
         party: match party {
@@ -355,6 +375,7 @@ where
         online_seconds: online,
         planning_seconds: planning.as_secs_f64(),
         pass_seconds,
+        stage_seconds: ops_stage_seconds,
     };
     Ok((out, report, session))
 }

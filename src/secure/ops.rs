@@ -117,6 +117,9 @@ pub struct SecureOps<E: Engine> {
     plan: VecDeque<(String, Vec<Request>)>,
     allow_reveal: bool,
     times: PhaseTimes,
+    /// The stage running now: its label, start, and the prefetching time at its start.
+    current: Option<(String, Instant, Duration)>,
+    stage_times: Vec<(String, Duration)>,
 }
 
 impl<E: Engine> std::fmt::Debug for SecureOps<E> {
@@ -197,6 +200,8 @@ impl<E: Engine> SecureOps<E> {
             plan: VecDeque::new(),
             allow_reveal: false,
             times: PhaseTimes::default(),
+            current: None,
+            stage_times: Vec::new(),
         })
     }
 
@@ -232,6 +237,31 @@ impl<E: Engine> SecureOps<E> {
     /// Time spent so far in weight preparation and in prefetching.
     pub fn times(&self) -> PhaseTimes {
         self.times
+    }
+
+    /// Ends the timing of the current stage (the next [`TensorOps::stage`] does it too).
+    pub fn end_stage(&mut self) {
+        if let Some((label, start, pre0)) = self.current.take() {
+            let t = start
+                .elapsed()
+                .saturating_sub(self.times.preprocessing.saturating_sub(pre0));
+            match self.stage_times.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, d)) => *d += t,
+                None => self.stage_times.push((label, t)),
+            }
+        }
+    }
+
+    /// Forgets the stage timings (for example those of the weight preparation).
+    pub fn reset_stage_times(&mut self) {
+        self.current = None;
+        self.stage_times.clear();
+    }
+
+    /// Online wall time per stage label (prefetching excluded), summed over the passes so far,
+    /// in first-seen order.
+    pub fn stage_times(&self) -> &[(String, Duration)] {
+        &self.stage_times
     }
 
     /// Number of weight ids registered so far.
@@ -377,7 +407,9 @@ impl<E: Engine> TensorOps for SecureOps<E> {
     }
 
     fn stage(&mut self, stage: Stage) {
+        self.end_stage();
         self.label = stage_label(stage);
+        self.current = Some((self.label.clone(), Instant::now(), self.times.preprocessing));
         self.pending = Some(self.label.clone());
         self.online_phase();
     }
