@@ -112,6 +112,22 @@ async fn every_architecture_generates_the_mirrors_tokens() {
         assert!(setup.bytes_sent > 0, "{arch}: weights set up");
         let (online_c, _) = c.total(Some(Phase::Online));
         assert!(online_c.bytes_sent > 0 && c.pass_seconds.len() == 6);
+        // What one party sends the other receives, per (phase, label).
+        for e in &c.entries {
+            let peer = s
+                .entries
+                .iter()
+                .find(|x| (x.phase, &x.label) == (e.phase, &e.label));
+            let (sent, recv) = peer.map_or((0, 0), |x| (x.peer.bytes_sent, x.peer.bytes_recv));
+            assert_eq!(
+                (e.peer.bytes_sent, e.peer.bytes_recv),
+                (recv, sent),
+                "{arch} {e:?}"
+            );
+        }
+        // The report goes through JSON unchanged.
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<CostReport>(&json).unwrap(), c);
     }
 }
 
