@@ -437,6 +437,32 @@ pub(crate) fn unexpected(what: &str, got: &Material) -> BeaverError {
     BeaverError::DealerProtocol(format!("asked for {what}, the provider returned {kind}"))
 }
 
+/// The statistics of a correlation source's own link (the dealer connection), if it has one:
+/// what a cost report reads to count dealer traffic next to the peer channel's.
+pub trait LinkStats {
+    /// The link's counters (`None`: in-process, no link).
+    fn link_stats(&self) -> Option<&crate::channel::Stats>;
+}
+
+impl<C: crate::channel::Channel> LinkStats for dealer::DealerClient<C> {
+    fn link_stats(&self) -> Option<&crate::channel::Stats> {
+        Some(self.channel().stats())
+    }
+}
+
+#[cfg(any(test, feature = "insecure-ideal"))]
+impl LinkStats for InsecureIdealDealer {
+    fn link_stats(&self) -> Option<&crate::channel::Stats> {
+        None
+    }
+}
+
+impl<P: LinkStats + TripleProvider> LinkStats for Prefetched<P> {
+    fn link_stats(&self) -> Option<&crate::channel::Stats> {
+        self.inner().link_stats()
+    }
+}
+
 /// A source of correlated randomness for one party (R5: requests are served as they come, in
 /// bounded chunks; nothing is produced for a whole model ahead of time).
 ///

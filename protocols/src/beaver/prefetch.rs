@@ -39,6 +39,16 @@ impl<P: TripleProvider> Prefetched<P> {
     }
 
     /// The inner provider.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+
+    /// The inner provider, given back (queued material is dropped).
+    pub fn into_inner(self) -> P {
+        self.inner
+    }
+
+    /// The inner provider, mutable.
     pub fn inner_mut(&mut self) -> &mut P {
         &mut self.inner
     }
