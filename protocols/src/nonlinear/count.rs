@@ -90,6 +90,39 @@ fn msg_bytes(len: usize, frame: usize) -> u64 {
     (len + FRAME_HEADER_LEN * len.div_ceil(frame).max(1)) as u64
 }
 
+/// One peer-channel event, kept for [`Count::simulate`].
+#[derive(Clone, Copy, Debug)]
+enum EventKind {
+    Send { p: u8, bytes: u64 },
+    Recv { p: u8 },
+    Work { p: u8, secs: f64 },
+}
+
+#[derive(Clone, Debug)]
+struct Event {
+    kind: EventKind,
+    /// Index into `Count::labels`.
+    label: u32,
+}
+
+/// A network link for [`Count::simulate`]: full duplex, the same in both directions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkModel {
+    /// Bandwidth of each direction, bytes per second.
+    pub bytes_per_sec: f64,
+    /// One-way delay, seconds (half the round-trip time).
+    pub one_way_secs: f64,
+}
+
+/// What [`Count::simulate`] found: the critical-path time and its share per (phase, label).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timing {
+    /// Seconds until both parties are done.
+    pub total_secs: f64,
+    /// How much each (phase, label)'s events advanced the later of the two parties' clocks.
+    pub by_label: BTreeMap<(Phase, String), f64>,
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Link {
     /// Whether the last event was a send (`None`: nothing yet).
@@ -115,6 +148,10 @@ pub struct Count {
     /// messages in flight from each party (FIFO per direction).
     clock: [u64; 2],
     inflight: [std::collections::VecDeque<u64>; 2],
+    /// The peer-channel events in order, for [`Count::simulate`].
+    events: Vec<Event>,
+    /// (phase, label) of the events, interned.
+    labels: Vec<(Phase, String)>,
 }
 
 impl Count {
@@ -139,6 +176,8 @@ impl Count {
             requests: Vec::new(),
             clock: [0; 2],
             inflight: Default::default(),
+            events: Vec::new(),
+            labels: Vec::new(),
         }
     }
 
@@ -196,10 +235,125 @@ impl Count {
         &self.requests
     }
 
-    /// Forgets all counts and requests (link states are kept).
+    /// Forgets all counts, requests and recorded events (link states are kept).
     pub fn reset(&mut self) {
         self.costs.clear();
         self.requests.clear();
+        self.events.clear();
+        self.labels.clear();
+    }
+
+    /// The parameters counted with.
+    pub fn params(&self) -> &NlParams {
+        &self.params
+    }
+
+    /// The current (phase, label), the op's name appended inside an op.
+    pub fn label(&self) -> (Phase, &str) {
+        (self.phase, &self.label)
+    }
+
+    fn event(&mut self, kind: EventKind) {
+        let key = (self.phase, self.label.clone());
+        let label = match self.labels.iter().rposition(|l| *l == key) {
+            Some(i) => i,
+            None => {
+                self.labels.push(key);
+                self.labels.len() - 1
+            }
+        } as u32;
+        self.events.push(Event { kind, label });
+    }
+
+    /// Records `secs` of local computation by party `p` (for [`Count::simulate`]; it costs no
+    /// bytes).
+    pub fn record_work(&mut self, p: Party, secs: f64) {
+        if secs > 0.0 {
+            self.event(EventKind::Work {
+                p: p.index() as u8,
+                secs,
+            });
+        }
+    }
+
+    /// Records a message of `len` payload bytes sent by `from` (frame headers and a pending op
+    /// tag added as the channel would). The receiver's side is [`Count::record_recv`]; record
+    /// events in an order the protocol could produce them (a receive after its send).
+    pub fn record_send(&mut self, from: Party, len: usize) {
+        self.send(from.index(), len);
+    }
+
+    /// Records the receipt by `at` of the oldest message in flight to it, of `len` bytes.
+    pub fn record_recv(&mut self, at: Party, len: usize) {
+        self.recv(at.index(), len);
+    }
+
+    /// Records a message from `from` to the other party, sent and received.
+    pub fn record_message(&mut self, from: Party, len: usize) {
+        self.send(from.index(), len);
+        self.recv(1 - from.index(), len);
+    }
+
+    /// Records both parties sending `len` bytes at once, then receiving the peer's (one
+    /// opening).
+    pub fn record_exchange(&mut self, len: usize) {
+        self.exchange(len);
+    }
+
+    /// Records one correlation request and the dealer links' traffic for it.
+    pub fn record_request(&mut self, req: Request) {
+        self.request(req);
+    }
+
+    /// Records an op called `op`: the 8-byte op tags each party sends before its first message
+    /// and checks before its first receive (as [`crate::session::Session`]'s ops do), and the
+    /// op's name appended to the label, around what `f` records.
+    pub fn record_op<T>(&mut self, op: &str, f: impl FnOnce(&mut Count) -> T) -> T {
+        self.begin_op(op);
+        let r = f(self);
+        self.end_op();
+        r
+    }
+
+    /// Replays the recorded peer-channel events on `link` and returns when both parties are
+    /// done: a party's clock advances by its recorded work; a message sent at time `t` starts
+    /// on its direction's link when that is free, occupies it `bytes / bandwidth`, and arrives
+    /// `one_way` later; a receive waits for the arrival. Only events of `phases` are replayed
+    /// (the dealer links are not: correlations are fetched ahead).
+    pub fn simulate(&self, link: LinkModel, phases: &[Phase]) -> Timing {
+        let mut clock = [0f64; 2];
+        let mut free = [0f64; 2];
+        let mut inflight: [std::collections::VecDeque<f64>; 2] = Default::default();
+        let mut t = Timing::default();
+        let bw = link.bytes_per_sec.max(1e-9);
+        for e in &self.events {
+            let key = &self.labels[e.label as usize];
+            if !phases.contains(&key.0) {
+                continue;
+            }
+            let before = clock[0].max(clock[1]);
+            match e.kind {
+                EventKind::Work { p, secs } => clock[p as usize] += secs,
+                EventKind::Send { p, bytes } => {
+                    let p = p as usize;
+                    let start = clock[p].max(free[p]);
+                    free[p] = start + bytes as f64 / bw;
+                    inflight[p].push_back(free[p] + link.one_way_secs);
+                }
+                EventKind::Recv { p } => {
+                    let p = p as usize;
+                    if let Some(arr) = inflight[1 - p].pop_front() {
+                        clock[p] = clock[p].max(arr);
+                    }
+                }
+            }
+            let after = clock[0].max(clock[1]);
+            if after > before {
+                *t.by_label.entry(key.clone()).or_default() += after - before;
+            }
+        }
+        t.total_secs = clock[0].max(clock[1]);
+        t
     }
 
     fn entry(&mut self) -> &mut CountedCosts {
@@ -211,6 +365,10 @@ impl Count {
     fn raw_send(&mut self, p: usize, len: usize) {
         self.inflight[p].push_back(self.clock[p]);
         let b = msg_bytes(len, self.frame_len);
+        self.event(EventKind::Send {
+            p: p as u8,
+            bytes: b,
+        });
         let new_round = self.peer[p].last_send != Some(true);
         self.peer[p].last_send = Some(true);
         let c = &mut self.entry().parties[p].peer;
@@ -224,6 +382,7 @@ impl Count {
         let sent = self.inflight[1 - p].pop_front().unwrap_or(self.clock[p]);
         self.clock[p] = self.clock[p].max(sent + 1);
         let b = msg_bytes(len, self.frame_len);
+        self.event(EventKind::Recv { p: p as u8 });
         self.peer[p].last_send = Some(false);
         let c = &mut self.entry().parties[p].peer;
         c.bytes_recv += b;
