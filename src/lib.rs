@@ -12,5 +12,6 @@
 pub mod entropy;
 pub mod model;
 pub mod net;
+pub mod secure;
 
 pub use privlm_protocols as protocols;
