@@ -152,6 +152,8 @@ pub struct Count {
     events: Vec<Event>,
     /// (phase, label) of the events, interned.
     labels: Vec<(Phase, String)>,
+    /// Requests fetched ahead ([`Count::prefetch`]), not yet consumed.
+    prefetched: std::collections::VecDeque<Request>,
 }
 
 impl Count {
@@ -178,6 +180,7 @@ impl Count {
             inflight: Default::default(),
             events: Vec::new(),
             labels: Vec::new(),
+            prefetched: Default::default(),
         }
     }
 
@@ -235,10 +238,12 @@ impl Count {
         &self.requests
     }
 
-    /// Forgets all counts, requests and recorded events (link states are kept).
+    /// Forgets all counts, requests, prefetched requests and recorded events (link states are
+    /// kept).
     pub fn reset(&mut self) {
         self.costs.clear();
         self.requests.clear();
+        self.prefetched.clear();
         self.events.clear();
         self.labels.clear();
     }
@@ -426,8 +431,33 @@ impl Count {
         }
     }
 
-    /// One correlation request: the dealer link traffic of both parties.
+    /// Records fetching `req` ahead of the op that will consume it (as
+    /// [`crate::beaver::Prefetched::prefetch`]): the dealer links' traffic now, under the
+    /// current label; the op's identical request later costs nothing.
+    pub fn prefetch(&mut self, req: Request) {
+        self.fetch(req.clone());
+        self.prefetched.push_back(req);
+    }
+
+    /// Number of prefetched requests not yet consumed.
+    pub fn prefetched(&self) -> usize {
+        self.prefetched.len()
+    }
+
+    /// One correlation request of an op: served from the prefetched queue when its front is
+    /// this request, else fetched now.
     fn request(&mut self, req: Request) {
+        if self.prefetched.front() == Some(&req) {
+            self.prefetched.pop_front();
+            self.requests.push(req);
+            return;
+        }
+        self.fetch(req.clone());
+        self.requests.push(req);
+    }
+
+    /// The dealer links' traffic of one request made now.
+    fn fetch(&mut self, req: Request) {
         let enc = bincode::serde::encode_to_vec(&req, bincode::config::standard())
             .map(|v| v.len())
             .unwrap_or(0);
@@ -442,7 +472,6 @@ impl Count {
             left -= k;
         }
         self.entry().requests += 1;
-        self.requests.push(req);
     }
 
     fn begin_op(&mut self, op: &str) {

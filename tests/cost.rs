@@ -1,0 +1,152 @@
+//! The cost model against real runs.
+//!
+//! - `engine_counts_exactly`: every [`Engine`] method, run by two [`SessionEngine`]s over
+//!   in-memory channels with correlations from the dealer's serve loop (some prefetched, some
+//!   fetched by the op), against one [`CountEngine`] making the same calls: per (phase, label),
+//!   both parties' peer-channel and dealer-link counters (bytes, messages, rounds) are equal.
+
+use privlm::cost::{Calibration, CountEngine};
+use privlm::secure::{Engine, SessionEngine};
+use privlm_protocols::beaver::dealer::{DealerClient, DealerConfig, serve_session};
+use privlm_protocols::beaver::{Prefetched, Request};
+use privlm_protocols::channel::{Channel, FramedChannel, Phase, mem};
+use privlm_protocols::nonlinear::{Mask, NlParams};
+use privlm_protocols::prg::Prg;
+use privlm_protocols::ring::RingTensor;
+use privlm_protocols::session::Session;
+use privlm_protocols::share::Party;
+
+type Eng = SessionEngine<FramedChannel, DealerClient<FramedChannel>>;
+
+async fn engines(seed: u64) -> (Eng, Eng) {
+    let (x0, y0) = mem::pair();
+    let (x1, y1) = mem::pair();
+    tokio::spawn(async move {
+        let _ = serve_session(x0, x1, &DealerConfig::default(), &mut Prg::from_u64(seed)).await;
+    });
+    let (d0, d1) = tokio::join!(
+        DealerClient::connect(y0, Party::P0, [7; 32]),
+        DealerClient::connect(y1, Party::P1, [7; 32])
+    );
+    let (c0, c1) = mem::pair();
+    let p = NlParams::default();
+    let s0 = Session::new(
+        Party::P0,
+        c0,
+        Prefetched::new(d0.unwrap()),
+        Prg::from_u64(seed + 1),
+        p.clone(),
+    )
+    .unwrap();
+    let s1 = Session::new(
+        Party::P1,
+        c1,
+        Prefetched::new(d1.unwrap()),
+        Prg::from_u64(seed + 2),
+        p,
+    )
+    .unwrap();
+    (SessionEngine::new(s0), SessionEngine::new(s1))
+}
+
+fn small(shape: &[usize], seed: u64) -> RingTensor {
+    let n: usize = shape.iter().product();
+    let data = (0..n as u64)
+        .map(|i| ((i * 2654435761 + seed) % 4096) << 8)
+        .collect();
+    RingTensor::from_vec(shape, data).unwrap()
+}
+
+/// The same sequence of engine calls on any engine; `vals` says whether this party passes the
+/// server's values (P1) or the client's ids (P0).
+async fn script<E: Engine>(e: &mut E) {
+    let p = e.party();
+    let server = p == Party::P1;
+    let (n, k, m, v) = (5, 8, 6, 11);
+    e.set_cost_label(Phase::Setup, "layer0/attn");
+    let w = e
+        .setup_weight(0, k, m, server.then(|| small(&[k, m], 1)))
+        .await
+        .unwrap();
+    let table = e
+        .setup_weight(1, v, k, server.then(|| small(&[v, k], 2)))
+        .await
+        .unwrap();
+    let gain: Vec<u64> = (0..k as u64).map(|i| (1 << 16) + (i << 10)).collect();
+    let g = e
+        .setup_vector(2, k, server.then_some(&gain[..]))
+        .await
+        .unwrap();
+    e.set_cost_label(Phase::Online, "embedding");
+    let ids: Vec<u32> = (0..n as u32).map(|i| i % v as u32).collect();
+    let x = e
+        .lookup(&table, (!server).then_some(&ids[..]), n)
+        .await
+        .unwrap();
+    e.set_cost_label(Phase::Online, "layer0/attn");
+    // Prefetch the next product's correlation (as a plan would), then run it.
+    e.preprocess(&[Request::Weight { id: 0, n, k, m }])
+        .await
+        .unwrap();
+    let y = e.matmul_weight(&x, &w).await.unwrap();
+    let y = e.trunc(&y, 16).await.unwrap();
+    let ln = e
+        .layer_norm(&x, &g, server.then_some(&vec![0u64; k][..]), 1e-5)
+        .await
+        .unwrap();
+    let q = RingTensor::from_vec(&[2, n, 3], ln.data()[..2 * n * 3].to_vec()).unwrap();
+    let kt = RingTensor::from_vec(&[2, 3, n], y.data()[..2 * 3 * n].to_vec()).unwrap();
+    let s = e.matmul_shares(&q, &kt).await.unwrap();
+    let s = e.trunc(&s, 32).await.unwrap();
+    let pr = e.softmax(&s, Mask::Causal, None).await.unwrap();
+    e.set_cost_label(Phase::Online, "layer0/ffn");
+    let r = e.relu(&y).await.unwrap();
+    let g2 = e.gelu(&r).await.unwrap();
+    e.set_cost_label(Phase::Online, "head");
+    let row = RingTensor::from_vec(&[1, m], g2.data()[..m].to_vec()).unwrap();
+    e.argmax(&row, Party::P0).await.unwrap();
+    e.reveal(&pr, Party::P0).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_counts_exactly() {
+    let (mut a, mut b) = engines(41).await;
+    tokio::join!(script(&mut a), script(&mut b));
+    let mut c = CountEngine::new(NlParams::default(), Calibration::zero());
+    script(&mut c).await;
+    let count = c.count();
+    let parties = [&a, &b];
+    let mut keys: Vec<(Phase, String)> = count.costs().keys().cloned().collect();
+    for e in parties {
+        let s = e.session();
+        keys.extend(s.channel().stats().entries().map(|(p, l, _)| (p, l.to_string())));
+        keys.extend(
+            s.correlations()
+                .inner()
+                .channel()
+                .stats()
+                .entries()
+                .filter(|(_, l, _)| !l.is_empty())
+                .map(|(p, l, _)| (p, l.to_string())),
+        );
+    }
+    keys.sort();
+    keys.dedup();
+    assert!(keys.len() > 10, "too few labels: {keys:?}");
+    for (phase, label) in &keys {
+        let want = count.get(*phase, label);
+        for (i, e) in parties.iter().enumerate() {
+            let s = e.session();
+            assert_eq!(
+                want.parties[i].peer,
+                s.channel().stats().get(*phase, label),
+                "P{i} peer channel, {phase:?} {label:?}"
+            );
+            assert_eq!(
+                want.parties[i].dealer,
+                s.correlations().inner().channel().stats().get(*phase, label),
+                "P{i} dealer link, {phase:?} {label:?}"
+            );
+        }
+    }
+}
