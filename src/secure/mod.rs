@@ -18,8 +18,14 @@
 //! `docs/secure.md` describes the protocol of each layer, the costs and the measurements.
 
 pub mod engine;
+pub mod generate;
+pub mod ops;
+pub mod plan;
 
 pub use engine::{Engine, LinkStats, SessionEngine};
+pub use generate::{ClientOutput, CostEntry, CostReport, ServerOutput, client_generate, server_generate};
+pub use ops::SecureOps;
+pub use plan::PlanEngine;
 
 use privlm_protocols::beaver::BeaverError;
 use privlm_protocols::session::{ErrorKind, ProtocolError};
