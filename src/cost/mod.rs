@@ -5,6 +5,9 @@
 //!   parties at once; `SecureOps<CountEngine>` running the model's one forward pass is the
 //!   counting tensor backend (DESIGN.md section 6).
 //! - [`net`]: network profiles ([`NetProfile::lan`], [`NetProfile::wan`], custom).
+//! - [`table`]: [`count_generation`] (the secure generation's flow over the counting engine)
+//!   and [`CostTable`] (per layer, per op, per phase; text, JSON, CSV).
+//! - [`cli`]: `privlm cost` (clap).
 //! - [`calib`]: per-op compute calibration ([`Calibration`]; `privlm-bench calibrate` writes
 //!   it, a default ships in `assets/calibration.json`).
 //!
@@ -16,9 +19,13 @@
 //! RTT / 2`; `docs/cost.md` compares it with the closed form `bytes / bandwidth + rounds × RTT`.
 
 pub mod calib;
+pub mod cli;
 pub mod engine;
 pub mod net;
+pub mod table;
 
 pub use calib::Calibration;
 pub use engine::CountEngine;
 pub use net::NetProfile;
+
+pub use table::{CostTable, Workload, count_generation};

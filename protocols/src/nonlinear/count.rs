@@ -326,6 +326,15 @@ impl Count {
     /// `one_way` later; a receive waits for the arrival. Only events of `phases` are replayed
     /// (the dealer links are not: correlations are fetched ahead).
     pub fn simulate(&self, link: LinkModel, phases: &[Phase]) -> Timing {
+        self.replay(link, phases, true)
+    }
+
+    /// [`Count::simulate`] without the recorded work: the network's part alone.
+    pub fn simulate_network(&self, link: LinkModel, phases: &[Phase]) -> Timing {
+        self.replay(link, phases, false)
+    }
+
+    fn replay(&self, link: LinkModel, phases: &[Phase], work: bool) -> Timing {
         let mut clock = [0f64; 2];
         let mut free = [0f64; 2];
         let mut inflight: [std::collections::VecDeque<f64>; 2] = Default::default();
@@ -338,7 +347,8 @@ impl Count {
             }
             let before = clock[0].max(clock[1]);
             match e.kind {
-                EventKind::Work { p, secs } => clock[p as usize] += secs,
+                EventKind::Work { p, secs } if work => clock[p as usize] += secs,
+                EventKind::Work { .. } => {}
                 EventKind::Send { p, bytes } => {
                     let p = p as usize;
                     let start = clock[p].max(free[p]);
