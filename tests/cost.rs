@@ -150,3 +150,158 @@ async fn engine_counts_exactly() {
         }
     }
 }
+
+// ----- End to end: a private generation against its prediction. -----
+
+use privlm::cost::table::{Workload, count_generation};
+use privlm::cost::{CostTable, NetProfile};
+use privlm::model::config::{Architecture, KNOWN_ARCHITECTURES, ModelConfig, TemperatureForm};
+use privlm::model::Model;
+use privlm::secure::{CostReport, client_generate, server_generate};
+use privlm_protocols::channel::ChannelConfig;
+use privlm_protocols::channel::emulate;
+
+fn tiny(arch: &str, n_ctx: usize) -> ModelConfig {
+    ModelConfig {
+        architecture: arch.parse::<Architecture>().unwrap(),
+        n_layer: 2,
+        n_head: 2,
+        d_model: 8,
+        d_ff: 16,
+        vocab_size: 24,
+        n_ctx,
+        final_layer_norm: !arch.contains("Sc"),
+        layer_norm_eps: 1e-5,
+        temperature_form: TemperatureForm::PerHeadQuery,
+    }
+}
+
+/// Runs a private generation of `new` tokens from `prompt` with the dealer's serve loop, over
+/// in-memory channels (the peer channel emulated on `link` if given); returns both reports.
+async fn generate(
+    model: &Model,
+    prompt: &[u32],
+    new: usize,
+    link: Option<NetProfile>,
+) -> (CostReport, CostReport) {
+    let (x0, y0) = mem::pair();
+    let (x1, y1) = mem::pair();
+    tokio::spawn(async move {
+        let _ = serve_session(x0, x1, &DealerConfig::default(), &mut Prg::from_u64(5)).await;
+    });
+    let (d0, d1) = tokio::join!(
+        DealerClient::connect(y0, Party::P0, [9; 32]),
+        DealerClient::connect(y1, Party::P1, [9; 32])
+    );
+    let (c0, c1) = match link {
+        Some(p) => emulate::pair(ChannelConfig::default(), p.emulated()),
+        None => mem::pair(),
+    };
+    let p = NlParams::default();
+    let s0 = Session::new(Party::P0, c0, Prefetched::new(d0.unwrap()), Prg::from_u64(1), p)
+        .unwrap();
+    let s1 = Session::new(Party::P1, c1, Prefetched::new(d1.unwrap()), Prg::from_u64(2), p)
+        .unwrap();
+    let manifest = model.manifest();
+    let mut on_token = |_| {};
+    let (c, s) = tokio::join!(
+        client_generate(s0, &manifest, prompt, new, &mut on_token),
+        server_generate(s1, model, prompt.len(), new)
+    );
+    (c.unwrap().report, s.unwrap().report)
+}
+
+fn workload(model: &Model, prompt: usize, new: usize) -> Workload {
+    Workload {
+        config: model.config().clone(),
+        prompt_len: prompt,
+        new_tokens: new,
+        kv_cache: true,
+    }
+}
+
+/// Predicted bytes, messages and rounds equal the counted ones exactly, per (phase, label),
+/// per party, on the peer channel and the dealer link, for every architecture (prompt of 3,
+/// two new tokens: the second through the KV cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predicted_equals_counted_every_architecture() {
+    let mut archs: Vec<String> = KNOWN_ARCHITECTURES.iter().map(|s| s.to_string()).collect();
+    archs.push("EReg(SM(t)+ScFuFFN)[1]".into());
+    archs.push("SM+LN+R[1]".into());
+    for arch in &archs {
+        let model = Model::random(tiny(arch, 8), 3).unwrap();
+        let prompt = [1u32, 5, 7];
+        let (rc, rs) = generate(&model, &prompt, 2, None).await;
+        let w = workload(&model, prompt.len(), 2);
+        let engine = count_generation(
+            &w,
+            &model.manifest(),
+            NlParams::default(),
+            Calibration::zero(),
+        )
+        .unwrap();
+        let count = engine.count();
+        let mut keys: Vec<(Phase, String)> = count.costs().keys().cloned().collect();
+        for r in [&rc, &rs] {
+            keys.extend(r.entries.iter().map(|e| (e.phase, e.label.clone())));
+        }
+        keys.sort();
+        keys.dedup();
+        let mut online_rounds = [0u64; 2];
+        for (phase, label) in &keys {
+            let want = count.get(*phase, label);
+            for (i, r) in [&rc, &rs].into_iter().enumerate() {
+                let got = r
+                    .entries
+                    .iter()
+                    .find(|e| e.phase == *phase && e.label == *label);
+                let (peer, dealer) = got.map_or_else(Default::default, |e| (e.peer, e.dealer));
+                assert_eq!(want.parties[i].peer, peer, "{arch}: P{i} peer, {phase:?} {label:?}");
+                if !label.is_empty() {
+                    assert_eq!(
+                        want.parties[i].dealer, dealer,
+                        "{arch}: P{i} dealer link, {phase:?} {label:?}"
+                    );
+                }
+                if *phase == Phase::Online {
+                    online_rounds[i] += peer.rounds;
+                }
+            }
+        }
+        let t = CostTable::build(w, &engine, NetProfile::wan());
+        let on = t.total(Phase::Online);
+        assert_eq!(on.rounds, online_rounds, "{arch}: online rounds");
+        assert!(on.peer_bytes() > 0);
+    }
+}
+
+/// A small model privately over an emulated link against the projection (network replayed on
+/// the link, compute as measured by the same run unshaped). `PRIVLM_EMU_NET` picks the profile
+/// (default `wan`). Slow on the WAN (seconds per token): run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing; tens of seconds on the WAN profile"]
+async fn emulated_run_matches_projection() {
+    let net: NetProfile = std::env::var("PRIVLM_EMU_NET")
+        .unwrap_or_else(|_| "wan".into())
+        .parse()
+        .unwrap();
+    let model = Model::random(tiny("SM+LN+G", 8), 3).unwrap();
+    let prompt = [1u32, 5, 7];
+    let (plain, _) = generate(&model, &prompt, 1, None).await;
+    let (shaped, _) = generate(&model, &prompt, 1, Some(net.clone())).await;
+    let w = workload(&model, prompt.len(), 1);
+    let engine = count_generation(&w, &model.manifest(), NlParams::default(), Calibration::zero())
+        .unwrap();
+    let t = CostTable::build(w, &engine, net.clone());
+    let projected = plain.online_seconds + t.latency.online_network;
+    let measured = shaped.online_seconds;
+    let err = (measured - projected) / projected;
+    println!(
+        "{}: measured online {measured:.3} s, projected {projected:.3} s (network {:.3} s + compute {:.3} s unshaped): {:+.1} %",
+        net.name,
+        t.latency.online_network,
+        plain.online_seconds,
+        100.0 * err
+    );
+    assert!(err.abs() < 0.15, "off by {:+.1} %", 100.0 * err);
+}
