@@ -17,6 +17,9 @@
 //! not deliver a message while its owner computes without calling it, so the emulation sits
 //! below the framing, where background tasks own the stream.
 //!
+//! Timing: waits shorter than about a millisecond are spent yielding (tokio's timer resolution
+//! is one millisecond), which costs some CPU on fast profiles.
+//!
 //! Memory: at most `QUEUE_CHUNKS` chunks of `CHUNK` bytes wait for their release time, then
 //! the reader stops reading (back-pressure on the peer).
 
@@ -93,7 +96,7 @@ where
         let mut link_free = Instant::now();
         while let Some((arrived, buf)) = rx.recv().await {
             link_free = link_free.max(arrived) + link.transmission(buf.len());
-            tokio::time::sleep_until(link_free + link.one_way).await;
+            wait_until(link_free + link.one_way).await;
             if in_w.write_all(&buf).await.is_err() {
                 break;
             }
@@ -101,6 +104,20 @@ where
         let _ = in_w.shutdown().await;
     });
     app
+}
+
+/// Sleeps until `deadline` with sub-millisecond precision: tokio's timer has a resolution of
+/// one millisecond, too coarse for a LAN's delays, so the last `SPIN` are spent yielding.
+async fn wait_until(deadline: Instant) {
+    const SPIN: Duration = Duration::from_micros(1500);
+    if let Some(early) = deadline.checked_sub(SPIN) {
+        if early > Instant::now() {
+            tokio::time::sleep_until(early).await;
+        }
+    }
+    while Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Two connected in-memory channels over an emulated `link` (both directions shaped).
