@@ -7,6 +7,7 @@
 //! - [`net`]: network profiles ([`NetProfile::lan`], [`NetProfile::wan`], custom).
 //! - [`table`]: [`count_generation`] (the secure generation's flow over the counting engine)
 //!   and [`CostTable`] (per layer, per op, per phase; text, JSON, CSV).
+//! - [`paper`]: the paper's tables reproduced (`docs/results.md`); [`plot`]: PNG charts.
 //! - [`cli`]: `privlm cost` (clap).
 //! - [`calib`]: per-op compute calibration ([`Calibration`]; `privlm-bench calibrate` writes
 //!   it, a default ships in `assets/calibration.json`).
@@ -22,6 +23,8 @@ pub mod calib;
 pub mod cli;
 pub mod engine;
 pub mod net;
+pub mod paper;
+pub mod plot;
 pub mod table;
 
 pub use calib::Calibration;

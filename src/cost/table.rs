@@ -140,7 +140,7 @@ pub fn op_kind(op: &str) -> &'static str {
         "trunc" => "truncation",
         "argmax" => "argmax",
         "reveal" => "reveal",
-        "" => "prefetch",
+        "" => "dealer prefetch",
         _ => "other",
     }
 }
@@ -287,6 +287,9 @@ pub struct CostTable {
     pub correlations: Correlations,
     /// Projected seconds: setup (the `W − B` messages), online, and the preprocessing estimate.
     pub latency: Latency,
+    /// The counts (events kept for projecting other profiles).
+    #[serde(skip)]
+    count: Count,
 }
 
 /// Projected latency (seconds) on a profile.
@@ -370,7 +373,13 @@ impl CostTable {
             rows,
             correlations: Correlations::of(count.requests()),
             latency,
+            count: count.clone(),
         }
+    }
+
+    /// The online latency projected on another profile (same counts and calibration).
+    pub fn online_latency_on(&self, p: &NetProfile) -> f64 {
+        self.count.simulate(p.link_model(), &[Phase::Online]).total_secs
     }
 
     /// Sum of the rows of `phase`.
@@ -462,13 +471,15 @@ impl CostTable {
             );
         };
         let _ = writeln!(s, "\nonline + preprocessing, per layer\n{head}");
-        for (k, r) in self.group_by(None, |r| {
+        let mut layers = self.group_by(None, |r| {
             if r.phase == Phase::Setup {
                 String::new()
             } else {
                 r.layer().to_string()
             }
-        }) {
+        });
+        layers.sort_by_key(|(k, _)| super::paper::layer_order(k));
+        for (k, r) in layers {
             if !k.is_empty() {
                 line(&mut s, &k, &r);
             }
