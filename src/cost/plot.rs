@@ -42,21 +42,21 @@ pub fn layer_bars(tables: &[(&str, &CostTable)], path: &Path) -> Result<(), Entr
         .unwrap_or(1)
         .max(1) as f64;
     let bars = panels.iter().map(|(_, l)| l.len()).max().unwrap_or(1);
-    let (bw, gap, ph, top, left) = (14usize, 4usize, 320usize, 40usize, 70usize);
+    let (bw, gap, ph, top, left) = (14usize, 10usize, 320usize, 56usize, 80usize);
     let pw = bars * (bw + gap) + 20;
-    let w = left + panels.len() * (pw + 20) + 130;
+    let w = left + panels.len() * (pw + 20) + 170;
     let h = top + ph + 60;
     let mut c = Canvas::new(w, h, [255, 255, 255]);
     c.text(left, 8, "client-server bytes per layer and op kind (per query)", BLACK);
     for i in 0..=4 {
         let v = max * i as f64 / 4.0;
         let y = top + ph - (ph as f64 * i as f64 / 4.0) as usize;
-        c.rect(left - 4, y, w - left - 130, 1, GREY);
+        c.rect(left - 4, y, w - left - 170, 1, GREY);
         c.text(2, y.saturating_sub(4), &fmt_mb(v), BLACK);
     }
     for (pi, (name, layers)) in panels.iter().enumerate() {
         let x0 = left + pi * (pw + 20);
-        c.text(x0, top - 14, name, BLACK);
+        c.text(x0, top - 20, name, BLACK);
         for (li, (lname, kinds)) in layers.iter().enumerate() {
             let x = x0 + li * (bw + gap);
             let mut y = top + ph;
@@ -76,7 +76,7 @@ pub fn layer_bars(tables: &[(&str, &CostTable)], path: &Path) -> Result<(), Entr
             c.text(x, top + ph + 4, &label, BLACK);
         }
     }
-    let lx = w - 120;
+    let lx = w - 160;
     for (i, (k, col)) in KINDS.iter().enumerate() {
         c.rect(lx, top + i * 16, 10, 10, *col);
         c.text(lx + 14, top + i * 16, k, BLACK);
@@ -104,7 +104,7 @@ pub fn latency_vs_bandwidth(
         })
         .collect();
     let max = series.iter().flatten().cloned().fold(1.0, f64::max);
-    let (w, h, left, top, pw, ph) = (640usize, 400usize, 70usize, 40usize, 520usize, 300usize);
+    let (w, h, left, top, pw, ph) = (900usize, 400usize, 70usize, 40usize, 560usize, 300usize);
     let mut c = Canvas::new(w, h, [255, 255, 255]);
     c.text(
         left,
@@ -144,8 +144,8 @@ pub fn latency_vs_bandwidth(
                 c.rect(x as usize, y as usize, 2, 2, col);
             }
         }
-        c.rect(w - 200, top + 10 + si * 16, 10, 10, col);
-        c.text(w - 186, top + 10 + si * 16, tables[si].0, BLACK);
+        c.rect(left + pw + 20, top + 10 + si * 16, 10, 10, col);
+        c.text(left + pw + 34, top + 10 + si * 16, tables[si].0, BLACK);
     }
     c.write_png(path)
 }
