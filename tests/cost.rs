@@ -35,7 +35,7 @@ async fn engines(seed: u64) -> (Eng, Eng) {
         c0,
         Prefetched::new(d0.unwrap()),
         Prg::from_u64(seed + 1),
-        p.clone(),
+        p,
     )
     .unwrap();
     let s1 = Session::new(
@@ -119,7 +119,12 @@ async fn engine_counts_exactly() {
     let mut keys: Vec<(Phase, String)> = count.costs().keys().cloned().collect();
     for e in parties {
         let s = e.session();
-        keys.extend(s.channel().stats().entries().map(|(p, l, _)| (p, l.to_string())));
+        keys.extend(
+            s.channel()
+                .stats()
+                .entries()
+                .map(|(p, l, _)| (p, l.to_string())),
+        );
         keys.extend(
             s.correlations()
                 .inner()
@@ -144,7 +149,11 @@ async fn engine_counts_exactly() {
             );
             assert_eq!(
                 want.parties[i].dealer,
-                s.correlations().inner().channel().stats().get(*phase, label),
+                s.correlations()
+                    .inner()
+                    .channel()
+                    .stats()
+                    .get(*phase, label),
                 "P{i} dealer link, {phase:?} {label:?}"
             );
         }
@@ -155,8 +164,8 @@ async fn engine_counts_exactly() {
 
 use privlm::cost::table::{Workload, count_generation};
 use privlm::cost::{CostTable, NetProfile};
-use privlm::model::config::{Architecture, KNOWN_ARCHITECTURES, ModelConfig, TemperatureForm};
 use privlm::model::Model;
+use privlm::model::config::{Architecture, KNOWN_ARCHITECTURES, ModelConfig, TemperatureForm};
 use privlm::secure::{CostReport, client_generate, server_generate};
 use privlm_protocols::channel::ChannelConfig;
 use privlm_protocols::channel::emulate;
@@ -198,10 +207,22 @@ async fn generate(
         None => mem::pair(),
     };
     let p = NlParams::default();
-    let s0 = Session::new(Party::P0, c0, Prefetched::new(d0.unwrap()), Prg::from_u64(1), p)
-        .unwrap();
-    let s1 = Session::new(Party::P1, c1, Prefetched::new(d1.unwrap()), Prg::from_u64(2), p)
-        .unwrap();
+    let s0 = Session::new(
+        Party::P0,
+        c0,
+        Prefetched::new(d0.unwrap()),
+        Prg::from_u64(1),
+        p,
+    )
+    .unwrap();
+    let s1 = Session::new(
+        Party::P1,
+        c1,
+        Prefetched::new(d1.unwrap()),
+        Prg::from_u64(2),
+        p,
+    )
+    .unwrap();
     let manifest = model.manifest();
     let mut on_token = |_| {};
     let (c, s) = tokio::join!(
@@ -256,7 +277,10 @@ async fn predicted_equals_counted_every_architecture() {
                     .iter()
                     .find(|e| e.phase == *phase && e.label == *label);
                 let (peer, dealer) = got.map_or_else(Default::default, |e| (e.peer, e.dealer));
-                assert_eq!(want.parties[i].peer, peer, "{arch}: P{i} peer, {phase:?} {label:?}");
+                assert_eq!(
+                    want.parties[i].peer, peer,
+                    "{arch}: P{i} peer, {phase:?} {label:?}"
+                );
                 if !label.is_empty() {
                     assert_eq!(
                         want.parties[i].dealer, dealer,
@@ -290,8 +314,13 @@ async fn emulated_run_matches_projection() {
     let (plain, _) = generate(&model, &prompt, 1, None).await;
     let (shaped, _) = generate(&model, &prompt, 1, Some(net.clone())).await;
     let w = workload(&model, prompt.len(), 1);
-    let engine = count_generation(&w, &model.manifest(), NlParams::default(), Calibration::zero())
-        .unwrap();
+    let engine = count_generation(
+        &w,
+        &model.manifest(),
+        NlParams::default(),
+        Calibration::zero(),
+    )
+    .unwrap();
     let t = CostTable::build(w, &engine, net.clone());
     let projected = plain.online_seconds + t.latency.online_network;
     let measured = shaped.online_seconds;

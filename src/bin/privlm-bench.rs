@@ -202,10 +202,22 @@ fn engine_pair(seed: u64) -> (IdealEngine, IdealEngine) {
     let (c0, c1) = mem::pair_with(ChannelConfig::default(), 1 << 20);
     let (d0, d1) = InsecureIdealDealer::pair(seed);
     let p = NlParams::default();
-    let s0 = Session::new(Party::P0, c0, Prefetched::new(d0), Prg::from_u64(seed + 1), p)
-        .expect("session");
-    let s1 = Session::new(Party::P1, c1, Prefetched::new(d1), Prg::from_u64(seed + 2), p)
-        .expect("session");
+    let s0 = Session::new(
+        Party::P0,
+        c0,
+        Prefetched::new(d0),
+        Prg::from_u64(seed + 1),
+        p,
+    )
+    .expect("session");
+    let s1 = Session::new(
+        Party::P1,
+        c1,
+        Prefetched::new(d1),
+        Prg::from_u64(seed + 2),
+        p,
+    )
+    .expect("session");
     (SessionEngine::new(s0), SessionEngine::new(s1))
 }
 
@@ -265,14 +277,20 @@ async fn prepare<E: Engine>(e: &mut E, op: Op) -> Prep<E::Weight, E::Vector> {
                 .setup_vector(0, d, server.then_some(&g[..]))
                 .await
                 .expect("setup vector");
-            Prep { w: None, v: Some(v) }
+            Prep {
+                w: None,
+                v: Some(v),
+            }
         }
         Op::Linear(_, k, m) => {
             let w = e
                 .setup_weight(0, k, m, server.then(|| RingTensor::zeros(&[k, m])))
                 .await
                 .expect("setup weight");
-            Prep { w: Some(w), v: None }
+            Prep {
+                w: Some(w),
+                v: None,
+            }
         }
         _ => Prep { w: None, v: None },
     }
@@ -350,13 +368,37 @@ async fn time_op(op: Op, reps: usize) -> (f64, CountEngine) {
 
 async fn ops(json: Option<PathBuf>) -> Result<()> {
     let list: Vec<(Op, &str, &str)> = vec![
-        (Op::Relu(128 * 3072), "101 B, 12.5 s", "464 + 120 B, 9 rounds, 0.8 s"),
-        (Op::Gelu(128 * 3072), "2796 B (tanh), 65 s", "784 + 240 B (sigmoid form), 24 rounds, 1.3 s"),
-        (Op::Softmax(12, 128), "1498 B, 9 s", "1488 + 424 B, 116 rounds, 1.4 s"),
-        (Op::LayerNorm(128, 768), "666 B, 2.5 s", "65 + 31 B, 20 rounds"),
+        (
+            Op::Relu(128 * 3072),
+            "101 B, 12.5 s",
+            "464 + 120 B, 9 rounds, 0.8 s",
+        ),
+        (
+            Op::Gelu(128 * 3072),
+            "2796 B (tanh), 65 s",
+            "784 + 240 B (sigmoid form), 24 rounds, 1.3 s",
+        ),
+        (
+            Op::Softmax(12, 128),
+            "1498 B, 9 s",
+            "1488 + 424 B, 116 rounds, 1.4 s",
+        ),
+        (
+            Op::LayerNorm(128, 768),
+            "666 B, 2.5 s",
+            "65 + 31 B, 20 rounds",
+        ),
         (Op::Argmax(50257), "-", "-"),
-        (Op::MatMulShares(1, 128, 768, 768), "110 B/output, 20 s", "112 B/output, 1 round, 0.06 s"),
-        (Op::Linear(128, 768, 768), "57 B/output, 9.3 s", "not supported"),
+        (
+            Op::MatMulShares(1, 128, 768, 768),
+            "110 B/output, 20 s",
+            "112 B/output, 1 round, 0.06 s",
+        ),
+        (
+            Op::Linear(128, 768, 768),
+            "57 B/output, 9.3 s",
+            "not supported",
+        ),
     ];
     println!("load average: {}", load_average());
     println!(
@@ -394,13 +436,17 @@ async fn ops(json: Option<PathBuf>) -> Result<()> {
             secs
         );
         pb.suspend(|| println!("{line}"));
-        rows.push(json!({"op": op.name(), "elements": op.elements(), "c2s": a, "s2c": b,
+        rows.push(
+            json!({"op": op.name(), "elements": op.elements(), "c2s": a, "s2c": b,
             "dealer": d, "rounds": [t.parties[0].peer.rounds, t.parties[1].peer.rounds],
-            "delays": c.count().delays(), "secs": secs, "spu": spu, "crypten": crypten}));
+            "delays": c.count().delays(), "secs": secs, "spu": spu, "crypten": crypten}),
+        );
         pb.inc(1);
     }
     pb.finish_and_clear();
-    println!("\n(bytes and rounds per query from the count backend, equal to the channels' counters, one-time weight and gain registrations apart; time: both parties in one process, in-memory channels, correlations prefetched from the in-process dealer, best of 3; peers from shared/reference/anchors.md)");
+    println!(
+        "\n(bytes and rounds per query from the count backend, equal to the channels' counters, one-time weight and gain registrations apart; time: both parties in one process, in-memory channels, correlations prefetched from the in-process dealer, best of 3; peers from shared/reference/anchors.md)"
+    );
     write_json(&json, &json!({"load_average": load_average(), "ops": rows}))
 }
 
@@ -568,13 +614,31 @@ async fn micro(json: Option<PathBuf>) -> Result<()> {
     res.insert("tls_loopback_mb_per_sec".into(), json!(tls_mb));
     pb.finish_and_clear();
     println!("\n| measure | this machine |\n|---|---|");
-    println!("| half-gates garbling, one core | {:.1} M AND/s |", garble / 1e6);
-    println!("| half-gates evaluation, one core | {:.1} M AND/s |", eval / 1e6);
-    println!("| IKNP random COT, in-memory channel (1 MiB pipe) | {:.1} M/s |", cots / 1e6);
-    println!("| dealer elementwise triples, in-process expansion of both parties | {:.1} M/s |", triples / 1e6);
-    println!("| u64 matrix product 128x768x768 (server-weight product, both parties at once) | {:.2} G MAC/s |", macs / 1e9);
+    println!(
+        "| half-gates garbling, one core | {:.1} M AND/s |",
+        garble / 1e6
+    );
+    println!(
+        "| half-gates evaluation, one core | {:.1} M AND/s |",
+        eval / 1e6
+    );
+    println!(
+        "| IKNP random COT, in-memory channel (1 MiB pipe) | {:.1} M/s |",
+        cots / 1e6
+    );
+    println!(
+        "| dealer elementwise triples, in-process expansion of both parties | {:.1} M/s |",
+        triples / 1e6
+    );
+    println!(
+        "| u64 matrix product 128x768x768 (server-weight product, both parties at once) | {:.2} G MAC/s |",
+        macs / 1e9
+    );
     println!("| loopback TLS, one way, 64 MiB | {:.0} MB/s |", tls_mb);
-    println!("\n(aes {} as the lockfile resolves it; single runs, not criterion: see the criterion benches for distributions)", "0.9.x");
+    println!(
+        "\n(aes as Cargo.lock resolves it, 0.9.2: its VAES paths are off; single runs, not \
+         criterion: see the criterion benches for distributions)"
+    );
     res.insert("load_average".into(), json!(load_average()));
     write_json(&json, &serde_json::Value::Object(res))
 }
@@ -582,12 +646,22 @@ async fn micro(json: Option<PathBuf>) -> Result<()> {
 async fn tls_pair(cfg: ChannelConfig) -> Result<(FramedChannel, FramedChannel)> {
     let client_id = Identity::generate()?;
     let server_id = Identity::generate()?;
-    let listener =
-        TlsListener::bind("127.0.0.1:0", &server_id, &[client_id.fingerprint()], cfg.clone())
-            .await?;
+    let listener = TlsListener::bind(
+        "127.0.0.1:0",
+        &server_id,
+        &[client_id.fingerprint()],
+        cfg.clone(),
+    )
+    .await?;
     let addr = listener.local_addr()?;
     let (c, s) = tokio::join!(
-        tls::connect(addr, &client_id, server_id.fingerprint(), cfg, Duration::from_secs(10)),
+        tls::connect(
+            addr,
+            &client_id,
+            server_id.fingerprint(),
+            cfg,
+            Duration::from_secs(10)
+        ),
         listener.accept()
     );
     Ok((c?, s?.0))
@@ -603,12 +677,21 @@ async fn tls_pair_emulated(
     };
     let client_id = Identity::generate()?;
     let server_id = Identity::generate()?;
-    let listener =
-        TlsListener::bind("127.0.0.1:0", &server_id, &[client_id.fingerprint()], cfg.clone())
-            .await?;
+    let listener = TlsListener::bind(
+        "127.0.0.1:0",
+        &server_id,
+        &[client_id.fingerprint()],
+        cfg.clone(),
+    )
+    .await?;
     let addr = listener.local_addr()?;
     let (c, s) = tokio::join!(
-        tls::connect_stream(addr, &client_id, server_id.fingerprint(), Duration::from_secs(10)),
+        tls::connect_stream(
+            addr,
+            &client_id,
+            server_id.fingerprint(),
+            Duration::from_secs(10)
+        ),
         listener.accept_stream()
     );
     let link = net.emulated();
@@ -629,7 +712,9 @@ async fn e2e(
     json_out: Option<PathBuf>,
 ) -> Result<()> {
     let model = Model::random(cfg.clone(), 7)?;
-    let ids: Vec<u32> = (0..prompt as u32).map(|i| i % cfg.vocab_size as u32).collect();
+    let ids: Vec<u32> = (0..prompt as u32)
+        .map(|i| i % cfg.vocab_size as u32)
+        .collect();
     let (c0, c1) = tls_pair_emulated(ChannelConfig::default(), net.as_ref()).await?;
     let (d0, d1) = InsecureIdealDealer::pair(11);
     let p = NlParams::default();
@@ -657,8 +742,20 @@ async fn e2e(
     let mut ok = true;
     for ph in [Phase::Setup, Phase::Preprocessing, Phase::Online] {
         let pred = table.total(ph);
-        let got_c: u64 = c.report.entries.iter().filter(|x| x.phase == ph).map(|x| x.peer.bytes_sent).sum();
-        let got_s: u64 = s.report.entries.iter().filter(|x| x.phase == ph).map(|x| x.peer.bytes_sent).sum();
+        let got_c: u64 = c
+            .report
+            .entries
+            .iter()
+            .filter(|x| x.phase == ph)
+            .map(|x| x.peer.bytes_sent)
+            .sum();
+        let got_s: u64 = s
+            .report
+            .entries
+            .iter()
+            .filter(|x| x.phase == ph)
+            .map(|x| x.peer.bytes_sent)
+            .sum();
         println!(
             "{ph:?}: predicted c→s {} s→c {}, counted c→s {got_c} s→c {got_s}",
             pred.c2s, pred.s2c
@@ -669,7 +766,8 @@ async fn e2e(
         "online: measured {:.3} s (client), projected {:.3} s on {} (network alone {:.3} s); setup measured {:.3} s; wall {:.3} s; tokens {:?}",
         c.report.online_seconds,
         table.latency.online,
-        net.as_ref().map_or("no emulation".to_string(), |n| n.to_string()),
+        net.as_ref()
+            .map_or("no emulation".to_string(), |n| n.to_string()),
         table.latency.online_network,
         c.report.setup_seconds,
         wall,
@@ -705,16 +803,28 @@ fn paper_cmd(
     let base = &first[0];
     let ereg = &first[4];
     let bars = plots.join("bytes_per_layer.png");
-    plot::layer_bars(&[("SM+LN+G (baseline)", base), ("EReg(SM(t)+ScFuFFN)", ereg)], &bars)?;
+    plot::layer_bars(
+        &[("SM+LN+G (baseline)", base), ("EReg(SM(t)+ScFuFFN)", ereg)],
+        &bars,
+    )?;
     let lat = plots.join("latency_vs_bandwidth.png");
     plot::latency_vs_bandwidth(
-        &[("SM+LN+G", base), ("SM+LN+R", &first[1]), ("EReg(SM(t)+ScFuFFN)", ereg)],
+        &[
+            ("SM+LN+G", base),
+            ("SM+LN+R", &first[1]),
+            ("EReg(SM(t)+ScFuFFN)", ereg),
+        ],
         0.080,
         &lat,
     )?;
     let md = results_markdown(&tables, base, ereg, &calib, secs, &plots, &out);
     std::fs::write(&out, md).with_context(|| format!("writing {}", out.display()))?;
-    println!("wrote {}, {} and {} ({secs:.1} s)", out.display(), bars.display(), lat.display());
+    println!(
+        "wrote {}, {} and {} ({secs:.1} s)",
+        out.display(),
+        bars.display(),
+        lat.display()
+    );
     write_json(&json_out, &serde_json::to_value(&tables)?)
 }
 
@@ -740,7 +850,9 @@ fn results_markdown(
     let mut s = String::new();
     s.push_str("# Results: the paper's tables with privlm's protocols\n\n");
     s.push_str("Generated by `cargo run --release --bin privlm-bench -- paper` (this file and the plots in `docs/results/`; ");
-    s.push_str(&format!("{secs:.1} s on the project's machine). Do not edit by hand.\n\n"));
+    s.push_str(&format!(
+        "{secs:.1} s on the project's machine). Do not edit by hand.\n\n"
+    ));
     s.push_str("**What is counted.** One output token from a T-token prompt (the paper's measure): the weight setup once, then the forward pass over the prompt with the LM head on the last position and the argmax revealed to the client, exactly as `privlm::secure::client_generate` runs it, over the counting engine (`privlm::cost::CountEngine`, `docs/cost.md`). The counts are exact: `tests/cost.rs` checks them against the channels' counters of real runs for every architecture. **privlm GB** is what client and server send each other per query (preprocessing and online phases, frame headers and op tags included); the dealer's traffic and the one-time weight setup (`W − B`, 8 bytes per weight, reusable across queries) are in their own columns. **WAN min** replays the counted messages on a full-duplex 100 Mbps / 80 ms link with this machine's calibrated compute (");
     s.push_str(&calib.note);
     s.push_str("); **prefetch min** is the time to fetch the correlations from the dealer over a link like the WAN's, which a deployment overlaps with idle time. BumbleBee (the paper's numbers, SecretFlow-SPU, two 32-core machines, no dealer) counts everything between its two parties.\n\n");
@@ -767,7 +879,9 @@ fn results_markdown(
         rel(plots, out, "latency_vs_bandwidth.png")
     ));
     for (name, t) in [("SM+LN+G", base), ("EReg(SM(t)+ScFuFFN)", ereg)] {
-        s.push_str(&format!("{name}, MB client-server per query:\n\n| layer | "));
+        s.push_str(&format!(
+            "{name}, MB client-server per query:\n\n| layer | "
+        ));
         let kinds: Vec<&str> = plot::KINDS.iter().map(|k| k.0).collect();
         s.push_str(&kinds.join(" | "));
         s.push_str(" |\n|---|");

@@ -133,7 +133,11 @@ mod tests {
         let p = dir.join("c.json");
         c.save(&p).unwrap();
         assert_eq!(Calibration::load(&p).unwrap(), c);
-        std::fs::write(&p, r#"{"note":"","matmul_macs_per_sec":-1,"secs_per_elem":{}}"#).unwrap();
+        std::fs::write(
+            &p,
+            r#"{"note":"","matmul_macs_per_sec":-1,"secs_per_elem":{}}"#,
+        )
+        .unwrap();
         assert!(Calibration::load(&p).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

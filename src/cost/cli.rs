@@ -89,9 +89,7 @@ impl CostArgs {
             layer_norm_eps: 1e-5,
             temperature_form: TemperatureForm::PerHeadQuery,
         };
-        config
-            .validate()
-            .map_err(|e| CostCliError(e.to_string()))?;
+        config.validate().map_err(|e| CostCliError(e.to_string()))?;
         Ok(Workload {
             config,
             prompt_len: self.prompt,

@@ -156,7 +156,10 @@ impl CountEngine {
     }
 
     fn note(&mut self, label: &str, elements: u64, secs: f64) {
-        let w = self.work.entry((self.phase, label.to_string())).or_default();
+        let w = self
+            .work
+            .entry((self.phase, label.to_string()))
+            .or_default();
         w.elements += elements;
         w.calls += 1;
         // Compute is recorded at the op's start, under its label.
@@ -322,7 +325,9 @@ impl Engine for CountEngine {
         let shape = x.shape().to_vec();
         let n = x.len();
         let secs = self.calib.secs("softmax", n);
-        self.framed_op("softmax", n as u64, secs, |c| c.softmax(&shape, mask, temps))?;
+        self.framed_op("softmax", n as u64, secs, |c| {
+            c.softmax(&shape, mask, temps)
+        })?;
         Ok(zeros(x.shape()))
     }
 

@@ -5,8 +5,9 @@
 //!   parties at once; `SecureOps<CountEngine>` running the model's one forward pass is the
 //!   counting tensor backend (DESIGN.md section 6).
 //! - [`net`]: network profiles ([`NetProfile::lan`], [`NetProfile::wan`], custom).
-//! - [`table`]: [`count_generation`] (the secure generation's flow over the counting engine)
-//!   and [`CostTable`] (per layer, per op, per phase; text, JSON, CSV).
+//! - [`table`]: the secure generation's flow over the counting engine
+//!   ([`count_generation`]) and the table ([`CostTable`]: per layer, op and phase; text, JSON,
+//!   CSV).
 //! - [`paper`]: the paper's tables reproduced (`docs/results.md`); [`plot`]: PNG charts.
 //! - [`cli`]: `privlm cost` (clap).
 //! - [`calib`]: per-op compute calibration ([`Calibration`]; `privlm-bench calibrate` writes

@@ -51,7 +51,13 @@ pub fn settings() -> Vec<Setting> {
             layers: 12,
             prompt: 128,
             vocab: 50257,
-            paper: [(25.32, 8.21), (9.44, 6.06), (6.95, 5.68), (6.43, 4.76), (6.43, 4.76)],
+            paper: [
+                (25.32, 8.21),
+                (9.44, 6.06),
+                (6.95, 5.68),
+                (6.43, 4.76),
+                (6.43, 4.76),
+            ],
         },
         Setting {
             title: "GPT-2, L = 12, T = 256 (EGA Table 7 / AERO Table 5)",
@@ -71,7 +77,13 @@ pub fn settings() -> Vec<Setting> {
             layers: 18,
             prompt: 128,
             vocab: 50257,
-            paper: [(37.17, 10.77), (13.34, 8.04), (9.62, 7.23), (8.83, 6.07), (8.83, 6.07)],
+            paper: [
+                (37.17, 10.77),
+                (13.34, 8.04),
+                (9.62, 7.23),
+                (8.83, 6.07),
+                (8.83, 6.07),
+            ],
         },
         Setting {
             title: "GPT-2, L = 12, T = 512, vocabulary 16384 (EGA Table 4 / AERO Table 7)",
@@ -109,7 +121,11 @@ pub fn workload(arch: &str, layers: usize, prompt: usize, vocab: usize) -> Workl
 }
 
 /// Counts one workload and builds its table on `profile`.
-pub fn table(w: Workload, calib: &Calibration, profile: &NetProfile) -> Result<CostTable, SecureError> {
+pub fn table(
+    w: Workload,
+    calib: &Calibration,
+    profile: &NetProfile,
+) -> Result<CostTable, SecureError> {
     let manifest = placeholder_manifest(&w.config);
     let e = count_generation(&w, &manifest, NlParams::default(), calib.clone())?;
     Ok(CostTable::build(w, &e, profile.clone()))
@@ -223,8 +239,20 @@ pub fn per_op_markdown() -> String {
     );
     type OpFn = Box<dyn Fn(&mut Count)>;
     let ops: Vec<(&str, usize, OpFn, &str, &str)> = vec![
-        ("ReLU 128×3072", 128 * 3072, Box::new(|c| c.relu(128 * 3072).unwrap()), "101", "464 + 120"),
-        ("GELU 128×3072", 128 * 3072, Box::new(|c| c.gelu(128 * 3072).unwrap()), "2796 (tanh), 1439 (piecewise)", "784 + 240 (x·σ(1.702x))"),
+        (
+            "ReLU 128×3072",
+            128 * 3072,
+            Box::new(|c| c.relu(128 * 3072).unwrap()),
+            "101",
+            "464 + 120",
+        ),
+        (
+            "GELU 128×3072",
+            128 * 3072,
+            Box::new(|c| c.gelu(128 * 3072).unwrap()),
+            "2796 (tanh), 1439 (piecewise)",
+            "784 + 240 (x·σ(1.702x))",
+        ),
         (
             "softmax 12×128×128 causal (per full-matrix element)",
             12 * 128 * 128,
@@ -232,8 +260,20 @@ pub fn per_op_markdown() -> String {
             "1498",
             "1488 + 424",
         ),
-        ("LayerNorm 128×768", 128 * 768, Box::new(|c| c.layer_norm(128, 768, 0).unwrap()), "666", "65 + 31"),
-        ("argmax over 50257", 50257, Box::new(|c| c.argmax(50257, privlm_protocols::share::Party::P0).unwrap()), "-", "-"),
+        (
+            "LayerNorm 128×768",
+            128 * 768,
+            Box::new(|c| c.layer_norm(128, 768, 0).unwrap()),
+            "666",
+            "65 + 31",
+        ),
+        (
+            "argmax over 50257",
+            50257,
+            Box::new(|c| c.argmax(50257, privlm_protocols::share::Party::P0).unwrap()),
+            "-",
+            "-",
+        ),
     ];
     for (name, n, f, spu, crypten) in ops {
         let mut c = Count::with_defaults(p);
@@ -286,6 +326,9 @@ pub fn layer_order(l: &str) -> (u8, usize) {
     match l {
         "embedding" => (0, 0),
         "head" => (2, 0),
-        _ => (1, l.trim_start_matches("layer").parse().unwrap_or(usize::MAX)),
+        _ => (
+            1,
+            l.trim_start_matches("layer").parse().unwrap_or(usize::MAX),
+        ),
     }
 }

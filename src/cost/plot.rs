@@ -47,7 +47,12 @@ pub fn layer_bars(tables: &[(&str, &CostTable)], path: &Path) -> Result<(), Entr
     let w = left + panels.len() * (pw + 20) + 170;
     let h = top + ph + 60;
     let mut c = Canvas::new(w, h, [255, 255, 255]);
-    c.text(left, 8, "client-server bytes per layer and op kind (per query)", BLACK);
+    c.text(
+        left,
+        8,
+        "client-server bytes per layer and op kind (per query)",
+        BLACK,
+    );
     for i in 0..=4 {
         let v = max * i as f64 / 4.0;
         let y = top + ph - (ph as f64 * i as f64 / 4.0) as usize;
@@ -81,7 +86,12 @@ pub fn layer_bars(tables: &[(&str, &CostTable)], path: &Path) -> Result<(), Entr
         c.rect(lx, top + i * 16, 10, 10, *col);
         c.text(lx + 14, top + i * 16, k, BLACK);
     }
-    c.text(left, top + ph + 20, "E = embedding, H = LM head + argmax", BLACK);
+    c.text(
+        left,
+        top + ph + 20,
+        "E = embedding, H = LM head + argmax",
+        BLACK,
+    );
     c.write_png(path)
 }
 
@@ -109,7 +119,10 @@ pub fn latency_vs_bandwidth(
     c.text(
         left,
         8,
-        &format!("projected online latency vs bandwidth (RTT {:.0} ms)", rtt_secs * 1e3),
+        &format!(
+            "projected online latency vs bandwidth (RTT {:.0} ms)",
+            rtt_secs * 1e3
+        ),
         BLACK,
     );
     for i in 0..=4 {
@@ -124,7 +137,13 @@ pub fn latency_vs_bandwidth(
         c.text(x.saturating_sub(8), top + ph + 6, lbl, BLACK);
     }
     c.text(left + pw / 2 - 40, top + ph + 22, "bandwidth, bit/s", BLACK);
-    let cols = [[200, 60, 60], [70, 110, 180], [80, 160, 90], [220, 120, 40], [120, 120, 120]];
+    let cols = [
+        [200, 60, 60],
+        [70, 110, 180],
+        [80, 160, 90],
+        [220, 120, 40],
+        [120, 120, 120],
+    ];
     for (si, s) in series.iter().enumerate() {
         let col = cols[si % cols.len()];
         let pts: Vec<(f64, f64)> = s

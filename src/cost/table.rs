@@ -17,14 +17,14 @@ use super::engine::CountEngine;
 use super::net::NetProfile;
 use crate::model::ModelError;
 use crate::model::config::ModelConfig;
-use crate::model::ops::{
-    ForwardOptions, KvCache, LayerConstants, ModelManifest, TensorOps, Tokens,
-    default_score_scale, forward, prepare_weights,
-};
 use crate::model::config::TemperatureForm;
+use crate::model::ops::{
+    ForwardOptions, KvCache, LayerConstants, ModelManifest, TensorOps, Tokens, default_score_scale,
+    forward, prepare_weights,
+};
+use crate::secure::SecureError;
 use crate::secure::ops::SecureOps;
 use crate::secure::plan::PlanEngine;
-use crate::secure::SecureError;
 
 /// What to count: a model shape and a generation.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -63,7 +63,9 @@ pub fn placeholder_manifest(cfg: &ModelConfig) -> ModelManifest {
     }
 }
 
-fn drive<T>(f: impl std::future::Future<Output = Result<T, SecureError>>) -> Result<T, SecureError> {
+fn drive<T>(
+    f: impl std::future::Future<Output = Result<T, SecureError>>,
+) -> Result<T, SecureError> {
     crate::model::ops::block_on_local(f)
 }
 
@@ -233,9 +235,10 @@ impl Correlations {
                 Request::Elementwise { n } => ("elementwise triples".into(), *n),
                 Request::Square { n } => ("square pairs".into(), *n),
                 Request::Trunc { n, .. } => ("truncation pairs".into(), *n),
-                Request::MatMul { batch, n, k, m } => {
-                    (format!("matrix triples {batch}x[{n}x{k}]x[{k}x{m}]"), batch * n * m)
-                }
+                Request::MatMul { batch, n, k, m } => (
+                    format!("matrix triples {batch}x[{n}x{k}]x[{k}x{m}]"),
+                    batch * n * m,
+                ),
                 Request::WeightMask { k, m, .. } => ("weight masks (elements)".into(), k * m),
                 Request::Weight { n, k, m, .. } => {
                     (format!("weight triples [{n}x{k}]x[{k}x{m}]"), n * m)
@@ -251,9 +254,7 @@ impl Correlations {
                         n * (*bits as usize).div_ceil(*digit_bits as usize),
                     ),
                     NlRequest::Mux { n, .. } => ("multiplexer / B2A bits".into(), *n),
-                    NlRequest::RowMul { layout, .. } => {
-                        ("row products".into(), layout.rows())
-                    }
+                    NlRequest::RowMul { layout, .. } => ("row products".into(), layout.rows()),
                     NlRequest::TruncSquareRow { layout, .. } => {
                         ("truncate-square-row".into(), layout.rows())
                     }
@@ -364,7 +365,8 @@ impl CostTable {
             online_network: net_only,
             preprocessing: dealer[0].max(dealer[1]) as f64 / profile.bytes_per_sec()
                 + requests as f64 * profile.rtt_secs,
-            online_closed_form: profile.serial_secs(on.peer_bytes(), on.rounds[0].max(on.rounds[1])),
+            online_closed_form: profile
+                .serial_secs(on.peer_bytes(), on.rounds[0].max(on.rounds[1])),
         };
         CostTable {
             workload,
@@ -379,7 +381,9 @@ impl CostTable {
 
     /// The online latency projected on another profile (same counts and calibration).
     pub fn online_latency_on(&self, p: &NetProfile) -> f64 {
-        self.count.simulate(p.link_model(), &[Phase::Online]).total_secs
+        self.count
+            .simulate(p.link_model(), &[Phase::Online])
+            .total_secs
     }
 
     /// Sum of the rows of `phase`.
@@ -392,9 +396,17 @@ impl CostTable {
     }
 
     /// Rows summed per key (`key(row)`), in first-seen order, for one phase (`None`: all).
-    pub fn group_by(&self, phase: Option<Phase>, key: impl Fn(&Row) -> String) -> Vec<(String, Row)> {
+    pub fn group_by(
+        &self,
+        phase: Option<Phase>,
+        key: impl Fn(&Row) -> String,
+    ) -> Vec<(String, Row)> {
         let mut out: Vec<(String, Row)> = Vec::new();
-        for r in self.rows.iter().filter(|r| phase.is_none_or(|p| r.phase == p)) {
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| phase.is_none_or(|p| r.phase == p))
+        {
             let k = key(r);
             match out.iter_mut().find(|(kk, _)| *kk == k) {
                 Some((_, acc)) => acc.add(r),
@@ -509,11 +521,20 @@ impl CostTable {
             self.dealer_bytes() as f64 / 1e9,
             self.total(Phase::Setup).peer_bytes() as f64 / 1e9
         );
-        let _ = writeln!(s, "dominant op: {dom} ({:.0} % of the bytes)", 100.0 * share);
+        let _ = writeln!(
+            s,
+            "dominant op: {dom} ({:.0} % of the bytes)",
+            100.0 * share
+        );
         let _ = writeln!(
             s,
             "latency on {}: online {:.2} s (network alone {:.2} s; closed form bytes/bw + rounds x RTT {:.2} s), setup {:.2} s, preprocessing {:.2} s",
-            self.profile.name, l.online, l.online_network, l.online_closed_form, l.setup, l.preprocessing
+            self.profile.name,
+            l.online,
+            l.online_network,
+            l.online_closed_form,
+            l.setup,
+            l.preprocessing
         );
         let _ = writeln!(s, "\ncorrelations dealt (requests, elements)");
         for (k, (r, n)) in &self.correlations.by_kind {
