@@ -471,7 +471,33 @@ async fn calibrate(out: PathBuf) -> Result<()> {
         ),
         matmul_macs_per_sec: 0.0,
         secs_per_elem: Default::default(),
+        secs_per_message: 0.0,
     };
+    // Per-message overhead: ping-pong of 8-byte messages on the in-memory pair.
+    {
+        let (mut a, mut b) = mem::pair_with(ChannelConfig::default(), 1 << 20);
+        let n = 2000u64;
+        let t = Instant::now();
+        let (x, y) = tokio::join!(
+            async {
+                for i in 0..n {
+                    a.send_u64s(&[i]).await?;
+                    a.recv_u64s(1, "pong").await?;
+                }
+                Ok::<_, privlm_protocols::channel::ChannelError>(())
+            },
+            async {
+                for _ in 0..n {
+                    let v = b.recv_u64s(1, "ping").await?;
+                    b.send_u64s(&v).await?;
+                }
+                Ok::<_, privlm_protocols::channel::ChannelError>(())
+            }
+        );
+        x?;
+        y?;
+        c.secs_per_message = t.elapsed().as_secs_f64() / (2 * n) as f64;
+    }
     // Ring matrix product rate: a server-weight product, both parties multiplying at once
     // (P0 A·F, P1 E·W, each with the blocked kernel).
     pb.set_message("matmul");

@@ -21,6 +21,10 @@ pub struct Calibration {
     /// (per element of the `[heads, rows, cols]` input, masked or not), `layer_norm`, `argmax`,
     /// `trunc`, `open` (an element of a Beaver opening), `setup_weight` (per weight element).
     pub secs_per_elem: BTreeMap<String, f64>,
+    /// Local overhead of one message on the runtime (the tasks and copies between one party's
+    /// send and the other's receive), added to every message's one-way delay.
+    #[serde(default)]
+    pub secs_per_message: f64,
 }
 
 /// The shipped calibration (`assets/calibration.json`).
@@ -60,6 +64,7 @@ impl Calibration {
             note: "zero compute".into(),
             matmul_macs_per_sec: f64::INFINITY,
             secs_per_elem: BTreeMap::new(),
+            secs_per_message: 0.0,
         }
     }
 
@@ -96,6 +101,12 @@ impl Calibration {
             return Err(CalibrationError::Format {
                 path: p,
                 msg: format!("{k} = {v} seconds per element"),
+            });
+        }
+        if !(c.secs_per_message.is_finite() && c.secs_per_message >= 0.0) {
+            return Err(CalibrationError::Format {
+                path: p,
+                msg: format!("secs_per_message = {}", c.secs_per_message),
             });
         }
         if c.matmul_macs_per_sec.is_nan() || c.matmul_macs_per_sec <= 0.0 {

@@ -1,6 +1,6 @@
 //! The cost table of a private generation: the secure run's own flow
 //! ([`crate::secure::client_generate`]: weight setup, then per forward pass a plan, per-stage
-//! prefetching and the online ops, argmax to the client) over `SecureOps<CountEngine>`, and
+//! prefetching of the whole pass, then the online ops, argmax to the client) over `SecureOps<CountEngine>`, and
 //! its counts arranged per layer and op, with a latency projected for a network profile.
 
 use std::collections::BTreeMap;
@@ -119,6 +119,7 @@ pub fn count_generation(
         ))?;
         drive(planner.argmax(&po.logits))?;
         ops.set_plan(planner.engine().plan());
+        drive(ops.prefetch_plan())?;
         let o = drive(forward(
             &mut ops,
             cfg,
@@ -291,6 +292,15 @@ pub struct CostTable {
     /// The counts (events kept for projecting other profiles).
     #[serde(skip)]
     count: Count,
+    #[serde(skip)]
+    secs_per_message: f64,
+}
+
+/// The profile's link with the calibration's per-message overhead added to the one-way delay.
+fn with_overhead(p: &NetProfile, c: &Calibration) -> privlm_protocols::nonlinear::LinkModel {
+    let mut l = p.link_model();
+    l.one_way_secs += c.secs_per_message;
+    l
 }
 
 /// Projected latency (seconds) on a profile.
@@ -300,7 +310,7 @@ pub struct Latency {
     pub setup: f64,
     /// The online phase (every forward pass and argmax), replayed on the link with compute.
     pub online: f64,
-    /// The online phase's network part alone (zero compute).
+    /// The online phase's network part alone (no compute; the per-message overhead included).
     pub online_network: f64,
     /// Fetching the correlations from the dealer over a link like the profile's: the larger
     /// party's dealer bytes over the bandwidth plus one round trip per request (they are
@@ -315,7 +325,7 @@ impl CostTable {
     /// Builds the table from a counting engine's counts.
     pub fn build(workload: Workload, engine: &CountEngine, profile: NetProfile) -> Self {
         let count: &Count = engine.count();
-        let link = profile.link_model();
+        let link = with_overhead(&profile, engine.calibration());
         let t_online = count.simulate(link, &[Phase::Online]);
         let t_setup = count.simulate(link, &[Phase::Setup]);
         let mut rows = Vec::new();
@@ -376,14 +386,15 @@ impl CostTable {
             correlations: Correlations::of(count.requests()),
             latency,
             count: count.clone(),
+            secs_per_message: engine.calibration().secs_per_message,
         }
     }
 
     /// The online latency projected on another profile (same counts and calibration).
     pub fn online_latency_on(&self, p: &NetProfile) -> f64 {
-        self.count
-            .simulate(p.link_model(), &[Phase::Online])
-            .total_secs
+        let mut link = p.link_model();
+        link.one_way_secs += self.secs_per_message;
+        self.count.simulate(link, &[Phase::Online]).total_secs
     }
 
     /// Sum of the rows of `phase`.
