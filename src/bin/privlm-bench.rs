@@ -898,11 +898,17 @@ fn results_markdown(
     ));
     // Where the bytes go, baseline against entropy-guided, by op kind.
     s.push_str("**Where the bytes go** (GPT-2 small, T = 128, client-server MB per query):\n\n| op kind | SM+LN+G | EReg(SM(t)+ScFuFFN) |\n|---|---|---|\n");
-    let kinds = |t: &CostTable| t.group_by(Some(Phase::Online), |r| privlm::cost::table::op_kind(&r.op).to_string());
+    let kinds = |t: &CostTable| {
+        t.group_by(Some(Phase::Online), |r| {
+            privlm::cost::table::op_kind(&r.op).to_string()
+        })
+    };
     let (kb, ke) = (kinds(base), kinds(ereg));
     for (k, _) in plot::KINDS {
         let get = |v: &Vec<(String, privlm::cost::table::Row)>| {
-            v.iter().find(|x| x.0 == *k).map_or(0.0, |x| x.1.peer_bytes() as f64 / 1e6)
+            v.iter()
+                .find(|x| x.0 == *k)
+                .map_or(0.0, |x| x.1.peer_bytes() as f64 / 1e6)
         };
         s.push_str(&format!("| {k} | {:.1} | {:.1} |\n", get(&kb), get(&ke)));
     }
