@@ -334,3 +334,36 @@ async fn emulated_run_matches_projection() {
     );
     assert!(err.abs() < 0.15, "off by {:+.1} %", 100.0 * err);
 }
+
+/// The targets at GPT-2 small, 128-token prompt, one output token: client-server bytes
+/// of both phases at most 4 GB for the baseline and 1.3 GB for the entropy-guided network; the
+/// table's rows add up to its per-phase totals.
+#[test]
+fn gpt2_small_meets_the_byte_targets() {
+    use privlm::cost::paper::{table, workload};
+    let wan = NetProfile::wan();
+    let calib = Calibration::default();
+    let base = table(workload("SM+LN+G", 12, 128, 50257), &calib, &wan).unwrap();
+    let ereg = table(
+        workload("EReg(SM(t)+ScFuFFN)", 12, 128, 50257),
+        &calib,
+        &wan,
+    )
+    .unwrap();
+    let (b, e) = (base.query_bytes(), ereg.query_bytes());
+    println!(
+        "baseline {b} B, entropy-guided {e} B, ratio {:.2}",
+        b as f64 / e as f64
+    );
+    assert!(b <= 4_000_000_000, "baseline {b} B");
+    assert!(e <= 1_300_000_000, "entropy-guided {e} B");
+    let sum: u64 = base.rows.iter().map(|r| r.peer_bytes()).sum();
+    let phases: u64 = [Phase::Setup, Phase::Preprocessing, Phase::Online]
+        .iter()
+        .map(|p| base.total(*p).peer_bytes())
+        .sum();
+    assert_eq!(sum, phases);
+    assert_eq!(base.dominant_op().0, "activation");
+    assert_eq!(ereg.dominant_op().0, "softmax");
+    assert!(base.latency.online > ereg.latency.online);
+}

@@ -829,3 +829,70 @@ impl Arith for Count {
         Ok(*x)
     }
 }
+
+#[cfg(test)]
+mod timeline_tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    /// The replay by hand: a one-way message, a reply, an exchange (both directions at once
+    /// overlap on the full-duplex link), and work on one party's clock.
+    #[test]
+    fn replay_on_a_link() {
+        let link = LinkModel {
+            bytes_per_sec: 1000.0,
+            one_way_secs: 0.5,
+        };
+        let mut c = Count::with_defaults(NlParams::default());
+        c.set_cost_label(Phase::Online, "a");
+        c.record_message(Party::P0, 996); // 1000 B with the frame header: 1 s + 0.5 s
+        c.set_cost_label(Phase::Online, "b");
+        c.record_work(Party::P1, 0.25);
+        c.record_message(Party::P1, 496); // starts at 1.75: 0.5 s + 0.5 s -> 2.75
+        let t = c.simulate(link, &[Phase::Online]);
+        assert!(close(t.total_secs, 2.75), "{t:?}");
+        assert!(close(t.by_label[&(Phase::Online, "a".into())], 1.5));
+        assert!(close(t.by_label[&(Phase::Online, "b".into())], 1.25));
+        assert!(close(
+            c.simulate_network(link, &[Phase::Online]).total_secs,
+            2.5
+        ));
+        // An exchange: both send 1000 B at 2.75, both receive at 4.25.
+        c.set_cost_label(Phase::Setup, "x");
+        c.record_exchange(996);
+        assert!(close(
+            c.simulate(link, &[Phase::Online, Phase::Setup]).total_secs,
+            4.25
+        ));
+        // Phases filter: the setup exchange alone.
+        assert!(close(c.simulate(link, &[Phase::Setup]).total_secs, 1.5));
+    }
+
+    /// A prefetched request costs its dealer traffic once, under the prefetch's label.
+    #[test]
+    fn prefetched_requests_are_not_fetched_again() {
+        let req = Request::Elementwise { n: 10 };
+        let mut a = Count::with_defaults(NlParams::default());
+        a.set_cost_label(Phase::Preprocessing, "p");
+        a.prefetch(req.clone());
+        assert_eq!(a.prefetched(), 1);
+        a.set_cost_label(Phase::Online, "o");
+        a.record_request(req.clone());
+        assert_eq!(a.prefetched(), 0);
+        assert_eq!(
+            a.get(Phase::Online, "o").parties[1].dealer,
+            Counters::default()
+        );
+        let mut b = Count::with_defaults(NlParams::default());
+        b.set_cost_label(Phase::Online, "o");
+        b.record_request(req);
+        assert_eq!(
+            a.get(Phase::Preprocessing, "p").parties,
+            b.get(Phase::Online, "o").parties
+        );
+        assert_eq!(a.requests(), b.requests());
+    }
+}
