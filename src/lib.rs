@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cost;
 pub mod entropy;
 pub mod model;
 pub mod net;

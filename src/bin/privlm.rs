@@ -9,6 +9,7 @@
 //! - `privlm train`: forwards to the trainer binary `privlm-train` (workspace crate `train/`,
 //!   kept out of the engine so that the engine does not build a training framework; see
 //!   `docs/training.md`);
+//! - `privlm cost`: the cost model (`privlm::cost`, `docs/cost.md`), parsed with clap;
 //! - `privlm help`.
 //!
 //! Arguments are parsed by hand (a handful of flags does not earn a parser crate's build time).
@@ -30,6 +31,8 @@ USAGE:
     privlm entropy [OPTIONS]         attention entropy per layer and head on a text
     privlm train [OPTIONS]           train a model (runs the privlm-train binary; see
                                      `privlm train --help` and docs/training.md)
+    privlm cost [OPTIONS]            what a private generation costs, per layer and op
+                                     (bytes, rounds, dealer traffic, projected seconds)
     privlm help [COMMAND]            this help, or a command's help
 
 Run `privlm help entropy` for the entropy options.
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             match rest.first().map(String::as_str) {
                 Some("entropy") => print!("{ENTROPY_USAGE}"),
                 Some("train") => return run_train(&["--help".to_string()]),
+                Some("cost") => return run_cost(&["--help".to_string()]),
                 _ => print!("{USAGE}"),
             }
             ExitCode::SUCCESS
@@ -113,9 +117,34 @@ fn main() -> ExitCode {
             }
         }
         "train" => run_train(rest),
+        "cost" => run_cost(rest),
         other => {
-            eprintln!("unknown command {other:?}; available: demo, entropy, train, help");
+            eprintln!("unknown command {other:?}; available: demo, entropy, train, cost, help");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `privlm cost`: the cost model's command line (`privlm::cost::cli`).
+fn run_cost(rest: &[String]) -> ExitCode {
+    use clap::Parser;
+    let argv = std::iter::once("privlm cost".to_string()).chain(rest.iter().cloned());
+    let args = match privlm::cost::cli::CostArgs::try_parse_from(argv) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match privlm::cost::cli::run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! The wire format, the flush rule and the limits are written down in `docs/channel.md`.
 
+pub mod emulate;
 mod framed;
 pub mod mem;
 mod stats;

@@ -90,6 +90,39 @@ fn msg_bytes(len: usize, frame: usize) -> u64 {
     (len + FRAME_HEADER_LEN * len.div_ceil(frame).max(1)) as u64
 }
 
+/// One peer-channel event, kept for [`Count::simulate`].
+#[derive(Clone, Copy, Debug)]
+enum EventKind {
+    Send { p: u8, bytes: u64 },
+    Recv { p: u8 },
+    Work { p: u8, secs: f64 },
+}
+
+#[derive(Clone, Debug)]
+struct Event {
+    kind: EventKind,
+    /// Index into `Count::labels`.
+    label: u32,
+}
+
+/// A network link for [`Count::simulate`]: full duplex, the same in both directions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkModel {
+    /// Bandwidth of each direction, bytes per second.
+    pub bytes_per_sec: f64,
+    /// One-way delay, seconds (half the round-trip time).
+    pub one_way_secs: f64,
+}
+
+/// What [`Count::simulate`] found: the critical-path time and its share per (phase, label).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Timing {
+    /// Seconds until both parties are done.
+    pub total_secs: f64,
+    /// How much each (phase, label)'s events advanced the later of the two parties' clocks.
+    pub by_label: BTreeMap<(Phase, String), f64>,
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Link {
     /// Whether the last event was a send (`None`: nothing yet).
@@ -115,6 +148,12 @@ pub struct Count {
     /// messages in flight from each party (FIFO per direction).
     clock: [u64; 2],
     inflight: [std::collections::VecDeque<u64>; 2],
+    /// The peer-channel events in order, for [`Count::simulate`].
+    events: Vec<Event>,
+    /// (phase, label) of the events, interned.
+    labels: Vec<(Phase, String)>,
+    /// Requests fetched ahead ([`Count::prefetch`]), not yet consumed.
+    prefetched: std::collections::VecDeque<Request>,
 }
 
 impl Count {
@@ -139,6 +178,9 @@ impl Count {
             requests: Vec::new(),
             clock: [0; 2],
             inflight: Default::default(),
+            events: Vec::new(),
+            labels: Vec::new(),
+            prefetched: Default::default(),
         }
     }
 
@@ -196,10 +238,137 @@ impl Count {
         &self.requests
     }
 
-    /// Forgets all counts and requests (link states are kept).
+    /// Forgets all counts, requests, prefetched requests and recorded events (link states are
+    /// kept).
     pub fn reset(&mut self) {
         self.costs.clear();
         self.requests.clear();
+        self.prefetched.clear();
+        self.events.clear();
+        self.labels.clear();
+    }
+
+    /// The parameters counted with.
+    pub fn params(&self) -> &NlParams {
+        &self.params
+    }
+
+    /// The current (phase, label), the op's name appended inside an op.
+    pub fn label(&self) -> (Phase, &str) {
+        (self.phase, &self.label)
+    }
+
+    fn event(&mut self, kind: EventKind) {
+        let key = (self.phase, self.label.clone());
+        let label = match self.labels.iter().rposition(|l| *l == key) {
+            Some(i) => i,
+            None => {
+                self.labels.push(key);
+                self.labels.len() - 1
+            }
+        } as u32;
+        self.events.push(Event { kind, label });
+    }
+
+    /// Records `secs` of local computation by party `p` (for [`Count::simulate`]; it costs no
+    /// bytes).
+    pub fn record_work(&mut self, p: Party, secs: f64) {
+        if secs > 0.0 {
+            self.event(EventKind::Work {
+                p: p.index() as u8,
+                secs,
+            });
+        }
+    }
+
+    /// Records a message of `len` payload bytes sent by `from` (frame headers and a pending op
+    /// tag added as the channel would). The receiver's side is [`Count::record_recv`]; record
+    /// events in an order the protocol could produce them (a receive after its send).
+    pub fn record_send(&mut self, from: Party, len: usize) {
+        self.send(from.index(), len);
+    }
+
+    /// Records the receipt by `at` of the oldest message in flight to it, of `len` bytes.
+    pub fn record_recv(&mut self, at: Party, len: usize) {
+        self.recv(at.index(), len);
+    }
+
+    /// Records a message from `from` to the other party, sent and received.
+    pub fn record_message(&mut self, from: Party, len: usize) {
+        self.send(from.index(), len);
+        self.recv(1 - from.index(), len);
+    }
+
+    /// Records both parties sending `len` bytes at once, then receiving the peer's (one
+    /// opening).
+    pub fn record_exchange(&mut self, len: usize) {
+        self.exchange(len);
+    }
+
+    /// Records one correlation request and the dealer links' traffic for it.
+    pub fn record_request(&mut self, req: Request) {
+        self.request(req);
+    }
+
+    /// Records an op called `op`: the 8-byte op tags each party sends before its first message
+    /// and checks before its first receive (as [`crate::session::Session`]'s ops do), and the
+    /// op's name appended to the label, around what `f` records.
+    pub fn record_op<T>(&mut self, op: &str, f: impl FnOnce(&mut Count) -> T) -> T {
+        self.begin_op(op);
+        let r = f(self);
+        self.end_op();
+        r
+    }
+
+    /// Replays the recorded peer-channel events on `link` and returns when both parties are
+    /// done: a party's clock advances by its recorded work; a message sent at time `t` starts
+    /// on its direction's link when that is free, occupies it `bytes / bandwidth`, and arrives
+    /// `one_way` later; a receive waits for the arrival. Only events of `phases` are replayed
+    /// (the dealer links are not: correlations are fetched ahead).
+    pub fn simulate(&self, link: LinkModel, phases: &[Phase]) -> Timing {
+        self.replay(link, phases, true)
+    }
+
+    /// [`Count::simulate`] without the recorded work: the network's part alone.
+    pub fn simulate_network(&self, link: LinkModel, phases: &[Phase]) -> Timing {
+        self.replay(link, phases, false)
+    }
+
+    fn replay(&self, link: LinkModel, phases: &[Phase], work: bool) -> Timing {
+        let mut clock = [0f64; 2];
+        let mut free = [0f64; 2];
+        let mut inflight: [std::collections::VecDeque<f64>; 2] = Default::default();
+        let mut t = Timing::default();
+        let bw = link.bytes_per_sec.max(1e-9);
+        for e in &self.events {
+            let key = &self.labels[e.label as usize];
+            if !phases.contains(&key.0) {
+                continue;
+            }
+            let before = clock[0].max(clock[1]);
+            match e.kind {
+                EventKind::Work { p, secs } if work => clock[p as usize] += secs,
+                EventKind::Work { .. } => {}
+                EventKind::Send { p, bytes } => {
+                    let p = p as usize;
+                    let start = clock[p].max(free[p]);
+                    free[p] = start + bytes as f64 / bw;
+                    inflight[p].push_back(free[p] + link.one_way_secs);
+                }
+                EventKind::Recv { p } => {
+                    let p = p as usize;
+                    if let Some(arr) = inflight[1 - p].pop_front() {
+                        clock[p] = clock[p].max(arr);
+                    }
+                }
+            }
+            let after = clock[0].max(clock[1]);
+            if after > before {
+                *t.by_label.entry(key.clone()).or_default() += after - before;
+            }
+        }
+        t.total_secs = clock[0].max(clock[1]);
+        t
     }
 
     fn entry(&mut self) -> &mut CountedCosts {
@@ -211,6 +380,10 @@ impl Count {
     fn raw_send(&mut self, p: usize, len: usize) {
         self.inflight[p].push_back(self.clock[p]);
         let b = msg_bytes(len, self.frame_len);
+        self.event(EventKind::Send {
+            p: p as u8,
+            bytes: b,
+        });
         let new_round = self.peer[p].last_send != Some(true);
         self.peer[p].last_send = Some(true);
         let c = &mut self.entry().parties[p].peer;
@@ -224,6 +397,7 @@ impl Count {
         let sent = self.inflight[1 - p].pop_front().unwrap_or(self.clock[p]);
         self.clock[p] = self.clock[p].max(sent + 1);
         let b = msg_bytes(len, self.frame_len);
+        self.event(EventKind::Recv { p: p as u8 });
         self.peer[p].last_send = Some(false);
         let c = &mut self.entry().parties[p].peer;
         c.bytes_recv += b;
@@ -267,8 +441,33 @@ impl Count {
         }
     }
 
-    /// One correlation request: the dealer link traffic of both parties.
+    /// Records fetching `req` ahead of the op that will consume it (as
+    /// [`crate::beaver::Prefetched::prefetch`]): the dealer links' traffic now, under the
+    /// current label; the op's identical request later costs nothing.
+    pub fn prefetch(&mut self, req: Request) {
+        self.fetch(req.clone());
+        self.prefetched.push_back(req);
+    }
+
+    /// Number of prefetched requests not yet consumed.
+    pub fn prefetched(&self) -> usize {
+        self.prefetched.len()
+    }
+
+    /// One correlation request of an op: served from the prefetched queue when its front is
+    /// this request, else fetched now.
     fn request(&mut self, req: Request) {
+        if self.prefetched.front() == Some(&req) {
+            self.prefetched.pop_front();
+            self.requests.push(req);
+            return;
+        }
+        self.fetch(req.clone());
+        self.requests.push(req);
+    }
+
+    /// The dealer links' traffic of one request made now.
+    fn fetch(&mut self, req: Request) {
         let enc = bincode::serde::encode_to_vec(&req, bincode::config::standard())
             .map(|v| v.len())
             .unwrap_or(0);
@@ -283,7 +482,6 @@ impl Count {
             left -= k;
         }
         self.entry().requests += 1;
-        self.requests.push(req);
     }
 
     fn begin_op(&mut self, op: &str) {
@@ -629,5 +827,72 @@ impl Arith for Count {
             self.recv(1, 8 * x);
         }
         Ok(*x)
+    }
+}
+
+#[cfg(test)]
+mod timeline_tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    /// The replay by hand: a one-way message, a reply, an exchange (both directions at once
+    /// overlap on the full-duplex link), and work on one party's clock.
+    #[test]
+    fn replay_on_a_link() {
+        let link = LinkModel {
+            bytes_per_sec: 1000.0,
+            one_way_secs: 0.5,
+        };
+        let mut c = Count::with_defaults(NlParams::default());
+        c.set_cost_label(Phase::Online, "a");
+        c.record_message(Party::P0, 996); // 1000 B with the frame header: 1 s + 0.5 s
+        c.set_cost_label(Phase::Online, "b");
+        c.record_work(Party::P1, 0.25);
+        c.record_message(Party::P1, 496); // starts at 1.75: 0.5 s + 0.5 s -> 2.75
+        let t = c.simulate(link, &[Phase::Online]);
+        assert!(close(t.total_secs, 2.75), "{t:?}");
+        assert!(close(t.by_label[&(Phase::Online, "a".into())], 1.5));
+        assert!(close(t.by_label[&(Phase::Online, "b".into())], 1.25));
+        assert!(close(
+            c.simulate_network(link, &[Phase::Online]).total_secs,
+            2.5
+        ));
+        // An exchange: both send 1000 B at 2.75, both receive at 4.25.
+        c.set_cost_label(Phase::Setup, "x");
+        c.record_exchange(996);
+        assert!(close(
+            c.simulate(link, &[Phase::Online, Phase::Setup]).total_secs,
+            4.25
+        ));
+        // Phases filter: the setup exchange alone.
+        assert!(close(c.simulate(link, &[Phase::Setup]).total_secs, 1.5));
+    }
+
+    /// A prefetched request costs its dealer traffic once, under the prefetch's label.
+    #[test]
+    fn prefetched_requests_are_not_fetched_again() {
+        let req = Request::Elementwise { n: 10 };
+        let mut a = Count::with_defaults(NlParams::default());
+        a.set_cost_label(Phase::Preprocessing, "p");
+        a.prefetch(req.clone());
+        assert_eq!(a.prefetched(), 1);
+        a.set_cost_label(Phase::Online, "o");
+        a.record_request(req.clone());
+        assert_eq!(a.prefetched(), 0);
+        assert_eq!(
+            a.get(Phase::Online, "o").parties[1].dealer,
+            Counters::default()
+        );
+        let mut b = Count::with_defaults(NlParams::default());
+        b.set_cost_label(Phase::Online, "o");
+        b.record_request(req);
+        assert_eq!(
+            a.get(Phase::Preprocessing, "p").parties,
+            b.get(Phase::Online, "o").parties
+        );
+        assert_eq!(a.requests(), b.requests());
     }
 }

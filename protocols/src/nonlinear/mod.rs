@@ -39,7 +39,9 @@ mod tests;
 
 pub use approx::NormParams;
 pub use arith::{Arith, Bits, Prod, ServerVector};
-pub use count::{Count, CountedCosts, GarbledMaxCost, PartyCosts, garbled_row_max_cost};
+pub use count::{
+    Count, CountedCosts, GarbledMaxCost, LinkModel, PartyCosts, Timing, garbled_row_max_cost,
+};
 pub use params::{APPROX_VERSION, AgreementValue, NlParams};
 pub use plain::Plain;
 pub use secure::Kept;
