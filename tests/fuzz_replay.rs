@@ -7,7 +7,7 @@
 //! (`seed-*`) from honest two-party runs recorded on the in-memory channel.
 
 #[path = "../fuzz/src/lib.rs"]
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs)]
 mod harness;
 
 use std::path::{Path, PathBuf};
@@ -65,11 +65,7 @@ fn every_corpus_file_replays_cleanly() {
                 assert_eq!(done, honest, "{name}/{file}: completed {done}");
             }
         }
-        eprintln!(
-            "{name}: {} files in {:?}",
-            files.len(),
-            start.elapsed()
-        );
+        eprintln!("{name}: {} files in {:?}", files.len(), start.elapsed());
         total += files.len();
     }
     assert!(total > 0);
@@ -250,7 +246,11 @@ async fn seeds() {
     let cfg2 = cfg.clone();
     let (s_sent, r_sent) = record(
         |mut a| async move {
-            let mut s = IknpSender::new(cfg.clone(), Block::from_bytes([5; 16]), &mut Prg::from_u64(4));
+            let mut s = IknpSender::new(
+                cfg.clone(),
+                Block::from_bytes([5; 16]),
+                &mut Prg::from_u64(4),
+            );
             s.setup(&mut a).await.unwrap();
             s.send_rcot(&mut a, 100).await.unwrap();
             s.send_cot(&mut a, 40).await.unwrap();

@@ -42,7 +42,11 @@ fn assert_hides(what: &str, dbg: &str, values: &[u64]) {
     let mut run_hex = 0;
     for c in dbg.chars() {
         run_dec = if c.is_ascii_digit() { run_dec + 1 } else { 0 };
-        run_hex = if c.is_ascii_hexdigit() { run_hex + 1 } else { 0 };
+        run_hex = if c.is_ascii_hexdigit() {
+            run_hex + 1
+        } else {
+            0
+        };
         assert!(run_dec < 10, "{what}: Debug shows a long number: {dbg}");
         assert!(run_hex < 12, "{what}: Debug shows a long hex string: {dbg}");
     }
@@ -60,7 +64,11 @@ async fn debug_of_secret_bearing_types_is_redacted() {
     let (a, b) = split(&t, &mut Prg::from_u64(1));
     assert_hides("AShare", &format!("{a:?} {b:?}"), &[a.tensor().data()[0]]);
     let seed = [0xa7u8; 32];
-    assert_hides("Prg", &format!("{:?}", Prg::from_seed(seed)), &[0xa7a7_a7a7_a7a7_a7a7]);
+    assert_hides(
+        "Prg",
+        &format!("{:?}", Prg::from_seed(seed)),
+        &[0xa7a7_a7a7_a7a7_a7a7],
+    );
     let w = Welcome {
         seed,
         chunk_elems: 5,
@@ -120,8 +128,8 @@ async fn debug_of_secret_bearing_types_is_redacted() {
     };
     assert_hides("NormParams", &format!("{norm:?}"), &s);
     let (c0, _c1) = privlm::protocols::channel::mem::pair();
-    let session = Session::new(Party::P0, c0, d0, Prg::from_seed(seed), NlParams::default())
-        .unwrap();
+    let session =
+        Session::new(Party::P0, c0, d0, Prg::from_seed(seed), NlParams::default()).unwrap();
     assert_hides("Session", &format!("{session:?}"), &s);
 
     // Keys.
@@ -235,7 +243,11 @@ async fn trace_logs_hold_no_secrets() {
         .arg(&dealer_dir)
         .args(["--peer-fingerprint", &p0.fingerprint().to_hex()])
         .args(["--peer-fingerprint", &p1.fingerprint().to_hex()])
-        .args(["--insecure-ideal-dealer", "--seed", &DEALER_SEED.to_string()])
+        .args([
+            "--insecure-ideal-dealer",
+            "--seed",
+            &DEALER_SEED.to_string(),
+        ])
         .env("RUST_LOG", "trace")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -264,7 +276,13 @@ async fn trace_logs_hold_no_secrets() {
         .unwrap();
     let server_addr = listener.local_addr().unwrap().to_string();
     let (peer0, peer1) = tokio::join!(
-        tls::connect(server_addr.as_str(), &p0, p1.fingerprint(), cfg.clone(), timeout),
+        tls::connect(
+            server_addr.as_str(),
+            &p0,
+            p1.fingerprint(),
+            cfg.clone(),
+            timeout
+        ),
         listener.accept()
     );
     let (peer0, (peer1, _)) = (peer0.unwrap(), peer1.unwrap());

@@ -33,7 +33,7 @@ use privlm_protocols::channel::{
     Channel, ChannelConfig, ChannelError, FramedChannel, MAX_PEER_TEXT_CHARS, Stats,
 };
 use privlm_protocols::compute::ComputePool;
-use privlm_protocols::gc::{Backend, Evaluator, GcConfig, Garbler, Role, RevealTo};
+use privlm_protocols::gc::{Backend, Evaluator, Garbler, GcConfig, RevealTo, Role};
 use privlm_protocols::nonlinear::{self, Mask, NlParams};
 use privlm_protocols::ot::base::{base_ot_recv, base_ot_send};
 use privlm_protocols::ot::ideal::ideal_cot;
@@ -45,10 +45,13 @@ use privlm_protocols::session::Session;
 use privlm_protocols::share::{AShare, Party};
 use tokio::io::AsyncWriteExt;
 
+/// A target's entry point.
+pub type Target = fn(&[u8]) -> bool;
+
 /// Every fuzz target: its name (the directory of its corpus under `fuzz/corpus/`) and entry.
 /// An entry returns `true` when the party completed its whole scripted protocol (what an
 /// honest peer's transcript must achieve), `false` when it stopped on an error.
-pub const TARGETS: &[(&str, fn(&[u8]) -> bool)] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("frame_stream", frame_stream),
     ("dealer_session", dealer_session),
     ("dealer_client", dealer_client),
@@ -423,9 +426,7 @@ pub fn session_handshake(data: &[u8]) -> bool {
     };
     let role = if sel & 1 == 0 { Party::P0 } else { Party::P1 };
     let mut ch = ScriptChannel::new(split_messages(rest));
-    block_on(async move {
-        handshake(&mut ch, role, &handshake_params()).await.is_ok()
-    })
+    block_on(async move { handshake(&mut ch, role, &handshake_params()).await.is_ok() })
 }
 
 /// Target `base_ot`: first byte bit 0 selects the side (sender reads the points `B`, receiver
@@ -501,7 +502,7 @@ pub async fn gc_circuit<B: Backend>(
     b.reveal(&z, RevealTo::Garbler).await?;
     b.reveal(&z, RevealTo::Evaluator).await?;
     b.reveal(&[v, w], RevealTo::Both).await?;
-    b.arith_shares(&[z.clone()], true).await?;
+    b.arith_shares(std::slice::from_ref(&z), true).await?;
     Ok(())
 }
 
@@ -577,9 +578,7 @@ pub fn nonlinear_session(data: &[u8]) -> bool {
     let Ok(mut s) = Session::new(party, ch, d, prg, NlParams::default()) else {
         panic!("session setup");
     };
-    block_on(async move {
-        nl_ops(&mut s).await.is_ok()
-    })
+    block_on(async move { nl_ops(&mut s).await.is_ok() })
 }
 
 /// Runs the target called `name` on `data`: `None` if there is no such target, else

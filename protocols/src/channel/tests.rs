@@ -349,7 +349,13 @@ async fn peer_abort_reason_is_escaped_and_cut() {
 /// refused with a reason, whatever the announced length.
 #[tokio::test]
 async fn hostile_lengths_in_control_messages_are_refused_without_allocating() {
-    for len in [u64::MAX, 1 << 62, 7_308_895_159_699_074_578, 1 << 40, 1 << 20] {
+    for len in [
+        u64::MAX,
+        1 << 62,
+        7_308_895_159_699_074_578,
+        1 << 40,
+        1 << 20,
+    ] {
         // A bincode string: the varint marker 0xfd, a u64 length, then 3 bytes.
         let mut msg = vec![0xfd];
         msg.extend_from_slice(&len.to_le_bytes());
@@ -358,7 +364,8 @@ async fn hostile_lengths_in_control_messages_are_refused_without_allocating() {
         a.send_bytes(&msg).await.unwrap();
         let e = b.recv_msg::<String>("hostile string").await.unwrap_err();
         assert!(
-            e.to_string().contains("hostile string: cannot decode message"),
+            e.to_string()
+                .contains("hostile string: cannot decode message"),
             "{len}: {e}"
         );
         // The same inside a structure (a vector of strings).
@@ -368,7 +375,10 @@ async fn hostile_lengths_in_control_messages_are_refused_without_allocating() {
         let e = decode_message::<Vec<String>>(&v).unwrap_err();
         assert!(e.contains("cannot decode message"), "{e}");
         // The peer was told why.
-        assert!(matches!(a.recv_bytes_bounded(16).await, Err(ChannelError::PeerAborted(_))));
+        assert!(matches!(
+            a.recv_bytes_bounded(16).await,
+            Err(ChannelError::PeerAborted(_))
+        ));
     }
 }
 
@@ -390,5 +400,9 @@ fn decode_limit_admits_honest_messages() {
     let bytes = bincode::serde::encode_to_vec(7u32, bincode::config::standard()).unwrap();
     let mut trailing = bytes.clone();
     trailing.push(0);
-    assert!(decode_message::<u32>(&trailing).unwrap_err().contains("1 trailing bytes"));
+    assert!(
+        decode_message::<u32>(&trailing)
+            .unwrap_err()
+            .contains("1 trailing bytes")
+    );
 }

@@ -154,9 +154,8 @@ impl Identity {
     /// `chmod 600` the file (or remove the directory to start afresh) and try again.
     pub fn load(dir: &Path) -> Result<Self, TlsError> {
         use std::io::Read;
-        let cant = |p: &Path, e: std::io::Error| {
-            TlsError::Io(format!("cannot read {}: {e}", p.display()))
-        };
+        let cant =
+            |p: &Path, e: std::io::Error| TlsError::Io(format!("cannot read {}: {e}", p.display()));
         let key_path = dir.join(KEY_FILE);
         // The mode is checked on the opened file, so the file read is the file checked.
         let mut key_file = fs::File::open(&key_path).map_err(|e| cant(&key_path, e))?;
