@@ -297,6 +297,21 @@ async fn seeds() {
     write_seed("gc", "evaluator", &with_role(0, &g_sent));
     write_seed("gc", "garbler", &with_role(1, &e_sent));
 
+    // ot_apps.
+    let (s_sent, r_sent) = record(
+        |mut a| async move {
+            harness::ot_apps_run(&mut a, true).await.unwrap();
+            a.sent()
+        },
+        |mut b| async move {
+            harness::ot_apps_run(&mut b, false).await.unwrap();
+            b.sent()
+        },
+    )
+    .await;
+    write_seed("ot_apps", "sender", &with_role(0, &r_sent));
+    write_seed("ot_apps", "receiver", &with_role(1, &s_sent));
+
     // nonlinear.
     let (p0_sent, p1_sent) = record(
         |a| async move {

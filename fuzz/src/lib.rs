@@ -36,8 +36,10 @@ use privlm_protocols::compute::ComputePool;
 use privlm_protocols::gc::{Backend, Evaluator, Garbler, GcConfig, RevealTo, Role};
 use privlm_protocols::nonlinear::{self, Mask, NlParams};
 use privlm_protocols::ot::base::{base_ot_recv, base_ot_send};
-use privlm_protocols::ot::ideal::ideal_cot;
+use privlm_protocols::ot::ideal::{ideal_cot, ideal_rot};
 use privlm_protocols::ot::iknp::{IknpConfig, IknpReceiver, IknpSender};
+use privlm_protocols::ot::millionaire::{RotRole, ideal_bit_triples, millionaire};
+use privlm_protocols::ot::one_of_n::{OneOfN, recv_one_of_n, send_one_of_n};
 use privlm_protocols::ot::{CotReceiver, CotSender, RotReceiver, RotSender};
 use privlm_protocols::prg::Prg;
 use privlm_protocols::ring::RingTensor;
@@ -59,6 +61,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("base_ot", base_ot),
     ("iknp", iknp),
     ("gc", gc),
+    ("ot_apps", ot_apps),
     ("nonlinear", nonlinear_session),
 ];
 
@@ -534,6 +537,64 @@ pub fn gc(data: &[u8]) -> bool {
             gc_circuit(&mut g, Some(&bits), true).await.is_ok() && g.finish().await.is_ok()
         }
     })
+}
+
+/// The OT applications of the `ot_apps` target, as the ROT sender (`sender`) or receiver:
+/// a millionaires' comparison of 5 values on 13 bits (4-bit digits), then five 1-out-of-8
+/// OTs of 20-bit messages.
+pub async fn ot_apps_run<C: Channel>(
+    ch: &mut C,
+    sender: bool,
+) -> Result<(), privlm_protocols::ot::OtError> {
+    let (mut s, mut r) = ideal_rot(Prg::from_u64(21).gen_seed());
+    let (t0, t1) = ideal_bit_triples(Prg::from_u64(22).gen_seed());
+    let mut rng = Prg::from_u64(23 + sender as u64);
+    let inputs = [3u64, 8191, 0, 4096, 77];
+    let p = OneOfN {
+        log_n: 3,
+        width: 20,
+    };
+    if sender {
+        let mut t = t0;
+        millionaire(
+            ch,
+            RotRole::<_, privlm_protocols::ot::ideal::IdealRotReceiver>::Sender(&mut s),
+            &mut t,
+            &mut rng,
+            &inputs,
+            13,
+            4,
+        )
+        .await?;
+        let tables: Vec<u64> = (0..40).map(|i| (i * 7919) % (1 << 20)).collect();
+        send_one_of_n(&mut s, ch, p, &tables).await
+    } else {
+        let mut t = t1;
+        millionaire(
+            ch,
+            RotRole::<privlm_protocols::ot::ideal::IdealRotSender, _>::Receiver(&mut r),
+            &mut t,
+            &mut rng,
+            &inputs,
+            13,
+            4,
+        )
+        .await?;
+        recv_one_of_n(&mut r, ch, p, &[0, 7, 3, 1, 5])
+            .await
+            .map(drop)
+    }
+}
+
+/// Target `ot_apps`: the OT applications with an ideal random OT ([`ot_apps_run`]): the
+/// millionaires' protocol (digit tables, Beaver ANDs of bit triples) and 1-out-of-N OT
+/// (count tags, packed tables, padding bits). First byte bit 0: ROT sender or receiver.
+pub fn ot_apps(data: &[u8]) -> bool {
+    let Some((&sel, rest)) = data.split_first() else {
+        return false;
+    };
+    let mut ch = ScriptChannel::new(split_messages(rest));
+    block_on(async move { ot_apps_run(&mut ch, sel & 1 == 0).await.is_ok() })
 }
 
 /// This party's share of a small fixed input (the values only matter for honest seed runs).
