@@ -330,9 +330,11 @@ pub trait Channel: Send {
 }
 
 /// How many bytes of containers a control message may declare per byte it is long (see
-/// [`decode_message`]): enough for any honest message (an integer that takes one byte on the
-/// wire is counted at its in-memory size, at most 16 bytes), tiny next to a hostile length.
-pub const DECODE_CLAIM_PER_BYTE: usize = 16;
+/// [`decode_message`]). bincode counts a vector at its elements' in-memory size before
+/// reading them (24 bytes for each string or vector element, 8 for an integer that takes one
+/// byte on the wire), so honest messages stay well below 32 per byte; a hostile length is
+/// billions of times above it.
+pub const DECODE_CLAIM_PER_BYTE: usize = 32;
 
 /// Decodes a bincode (standard configuration) control message that came from the peer: the
 /// whole of `bytes` must be one `T`. Errors say why (not a `T`, trailing bytes).
@@ -353,10 +355,10 @@ pub fn decode_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
         decode_from_slice::<T, _>(bytes, std.with_limit::<{ 2 << 20 }>())
     } else if claim <= 64 << 20 {
         decode_from_slice::<T, _>(bytes, std.with_limit::<{ 64 << 20 }>())
-    } else if claim <= 1 << 30 {
-        decode_from_slice::<T, _>(bytes, std.with_limit::<{ 1 << 30 }>())
+    } else if claim <= 2 << 30 {
+        decode_from_slice::<T, _>(bytes, std.with_limit::<{ 2 << 30 }>())
     } else {
-        decode_from_slice::<T, _>(bytes, std.with_limit::<{ 1 << 34 }>())
+        decode_from_slice::<T, _>(bytes, std.with_limit::<{ 1 << 36 }>())
     };
     match r {
         Ok((msg, used)) if used == bytes.len() => Ok(msg),
