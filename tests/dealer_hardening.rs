@@ -1207,3 +1207,405 @@ async fn out_of_descriptors_is_survived() {
     assert!(failures > 0, "{log}");
     assert!(log.contains("Too many open files"), "{log}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 16: the attack table. One dealer, attacks in sequence; after each a well-behaved pair
+// must be served (its duration is the recovery figure) and the dealer's memory must be back
+// near its baseline. The rows above cover idle and slow connections, floods of hellos, heavy
+// requests and descriptor exhaustion; these add the ones they do not.
+
+/// A TLS client that presents no certificate and accepts any server certificate.
+fn no_cert_client() -> Arc<tokio_rustls::rustls::ClientConfig> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::client::danger::{
+        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    };
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    #[derive(Debug)]
+    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    let p = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(p.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(p)))
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+/// Reads from `s` until the dealer closes it or `secs` pass; how long that took (`None`:
+/// still open).
+async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, secs: u64) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let r = tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    r.ok().map(|()| start.elapsed())
+}
+
+/// Two raw parties of one session, paired, welcomed.
+async fn raw_pair(d: &Dealer) -> (Raw, Raw) {
+    let s = sid();
+    let (mut a, mut b) = tokio::join!(d.raw(Party::P0), d.raw(Party::P1));
+    a.hello(DEALER_PROTOCOL_VERSION, Party::P0, s).await;
+    b.hello(DEALER_PROTOCOL_VERSION, Party::P1, s).await;
+    let (wa, wb) = tokio::join!(a.message(), b.message());
+    wa.unwrap();
+    wb.unwrap();
+    (a, b)
+}
+
+/// What an attack left for the table: what the attacker saw.
+type Outcome = String;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_table_each_followed_by_a_good_session() {
+    // A short idle timeout so that a peer that stops reading is given up quickly.
+    let d = start_dealer("attacks", &["--idle-timeout-secs", "2"]);
+    bounded(240, async {
+        d.session().await.unwrap();
+        let base = d.rss_kib();
+        let fds0 = d.fds();
+        let mut table: Vec<(String, Outcome, Duration, u64)> = Vec::new();
+        let mut row = async |name: &str, outcome: Outcome, d: &Dealer| {
+            // Recovery: a good pair is served; memory back near the baseline.
+            let took = d
+                .session()
+                .await
+                .unwrap_or_else(|e| panic!("after {name}: {e}"));
+            let rss = d.rss_kib();
+            assert!(
+                took < Duration::from_secs(5),
+                "after {name}: session took {took:?}"
+            );
+            table.push((name.to_string(), outcome, took, rss));
+        };
+
+        // 1. Random bytes instead of a TLS ClientHello.
+        let mut tcp = TcpStream::connect(&d.addr).await.unwrap();
+        let mut junk = vec![0u8; 4096];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for b in junk.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let _ = tcp.write_all(&junk).await;
+        let t = closed_within(&mut tcp, 15).await;
+        assert!(t.is_some(), "random bytes: the connection stayed open");
+        row(
+            "4 KiB of random bytes before TLS",
+            format!("closed after {t:?}"),
+            &d,
+        )
+        .await;
+
+        // 2. A certificate the dealer does not pin.
+        let stranger = Identity::generate().unwrap();
+        let r = tls::connect(
+            d.addr.as_str(),
+            &stranger,
+            d.fp,
+            ChannelConfig::default(),
+            Duration::from_secs(10),
+        )
+        .await;
+        let e = r
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "accepted".into());
+        assert!(
+            !e.contains("accepted"),
+            "an unknown certificate was accepted"
+        );
+        row("TLS client with an unknown certificate", e, &d).await;
+
+        // 3. No client certificate at all.
+        let tcp = TcpStream::connect(&d.addr).await.unwrap();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("privlm.invalid")
+            .unwrap()
+            .to_owned();
+        let outcome = match tokio_rustls::TlsConnector::from(no_cert_client())
+            .connect(name, tcp)
+            .await
+        {
+            Err(e) => format!("handshake failed: {e}"),
+            Ok(mut s) => {
+                // TLS 1.3: the client finishes first; the server's verdict arrives after.
+                let mut b = [0u8; 1];
+                match tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await {
+                    Ok(Ok(0)) => "closed by the dealer".into(),
+                    Ok(Ok(_)) => panic!("no certificate: the dealer sent data"),
+                    Ok(Err(e)) => format!("refused: {e}"),
+                    Err(_) => panic!("no certificate: the connection stayed open"),
+                }
+            }
+        };
+        row("TLS client with no certificate", outcome, &d).await;
+
+        // 4. Frame headers announcing 16 MiB (the most one header can) and a 1 GiB message.
+        let mut r = d.raw(Party::P0).await;
+        r.0.write_all(&0x00ff_ffffu32.to_le_bytes()).await.unwrap();
+        let reason = r.message().await.unwrap_err();
+        assert!(reason.contains("exceeds the limit"), "{reason}");
+        row("frame header announcing 16 MiB", reason, &d).await;
+        let mut r = d.raw(Party::P1).await;
+        let chunk = vec![0u8; 60 << 10];
+        let mut sent = 0usize;
+        while sent < 1 << 30 {
+            match tokio::time::timeout(Duration::from_millis(500), r.frame(MORE, &chunk)).await {
+                Ok(Ok(())) => sent += chunk.len(),
+                _ => break,
+            }
+        }
+        let reason = r.message().await.unwrap_err();
+        assert!(reason.contains("exceeds the limit"), "{reason}");
+        row(
+            "MORE frames towards a 1 GiB hello",
+            format!("{reason} (after {} KiB)", sent >> 10),
+            &d,
+        )
+        .await;
+        let mut r = d.raw(Party::P1).await;
+        r.0.write_all(&(0x0f00_0010u32).to_le_bytes())
+            .await
+            .unwrap();
+        let reason = r.message().await.unwrap_err();
+        assert!(reason.contains("malformed frame header"), "{reason}");
+        row("reserved header bits", reason, &d).await;
+
+        // 5. A valid handshake, then a message of the wrong type, or with trailing bytes, or
+        // of the wrong length.
+        for (what, bytes) in [
+            (
+                "a hello where a request is due",
+                bincode::serde::encode_to_vec(
+                    Hello {
+                        version: DEALER_PROTOCOL_VERSION,
+                        party: Party::P0,
+                        session: [1; 32],
+                    },
+                    bincode::config::standard(),
+                )
+                .unwrap(),
+            ),
+            ("a request with trailing bytes", {
+                let mut b = request_bytes(&Request::Elementwise { n: 4 });
+                b.extend_from_slice(&[0, 0, 0]);
+                b
+            }),
+            ("a request 5000 bytes long", vec![0u8; 5000]),
+            ("random bytes as a request", junk[..64].to_vec()),
+        ] {
+            let (mut a, mut b) = raw_pair(&d).await;
+            a.frame(0, &bytes).await.unwrap();
+            b.frame(0, &request_bytes(&Request::Elementwise { n: 4 }))
+                .await
+                .unwrap();
+            let (ra, rb) = tokio::join!(a.message(), b.message());
+            let (ra, rb) = (ra.unwrap_err(), rb.unwrap_err());
+            assert!(!ra.is_empty() && !rb.is_empty());
+            row(
+                &format!("valid handshake, then {what}"),
+                format!("sender: {ra}; partner: {rb}"),
+                &d,
+            )
+            .await;
+        }
+
+        // 6. An absurd correlation.
+        let (mut a, mut b) = raw_pair(&d).await;
+        let absurd = request_bytes(&Request::MatMul {
+            batch: 1 << 20,
+            n: 1 << 20,
+            k: 1 << 20,
+            m: 1 << 20,
+        });
+        a.frame(0, &absurd).await.unwrap();
+        b.frame(0, &absurd).await.unwrap();
+        let (ra, _) = tokio::join!(a.message(), b.message());
+        let ra = ra.unwrap_err();
+        row("MatMul{2^20, 2^20, 2^20, 2^20}", ra, &d).await;
+
+        // 7. A peer that stops reading while the dealer streams 32 MiB of corrections to it.
+        let (mut a, b) = raw_pair(&d).await;
+        let big = request_bytes(&Request::Elementwise { n: 4 << 20 });
+        let mut b = b;
+        a.frame(0, &big).await.unwrap();
+        b.frame(0, &big).await.unwrap();
+        let start = Instant::now();
+        let (peak, ra) = peak_rss(&d, async {
+            let ack = a.message().await;
+            assert!(ack.is_ok(), "{ack:?}");
+            // P0 gets no correction; it waits for its next turn, P1 never reads.
+            tokio::time::timeout(Duration::from_secs(20), a.message()).await
+        })
+        .await;
+        let ended = start.elapsed();
+        let ra = ra
+            .map(|r| r.err().unwrap_or_else(|| "a message".into()))
+            .unwrap_or_else(|_| "no end within 20 s".into());
+        drop(b);
+        assert!(ended < Duration::from_secs(15), "back-pressure: {ended:?}");
+        row(
+            "P1 stops reading during 32 MiB of corrections",
+            format!("P0 told after {ended:.1?}: {ra}; dealer peak VmRSS {peak} KiB"),
+            &d,
+        )
+        .await;
+
+        // 8. Disconnects in every phase.
+        let phases: [(&str, u8); 8] = [
+            ("after TCP connect", 0),
+            ("half-way through the TLS handshake", 1),
+            ("after TLS, before the hello", 2),
+            ("in the middle of a frame header", 3),
+            ("in the middle of the hello", 4),
+            ("while waiting for the partner", 5),
+            ("after pairing, before any request", 6),
+            ("after its request's acknowledgement", 7),
+        ];
+        for (what, phase) in phases {
+            let partner_saw: String = match phase {
+                0 => {
+                    drop(TcpStream::connect(&d.addr).await.unwrap());
+                    "-".into()
+                }
+                1 => {
+                    let mut tcp = TcpStream::connect(&d.addr).await.unwrap();
+                    // The first bytes of a ClientHello record, then nothing more.
+                    tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+                        .await
+                        .unwrap();
+                    drop(tcp);
+                    "-".into()
+                }
+                2 => {
+                    drop(d.raw(Party::P0).await);
+                    "-".into()
+                }
+                3 => {
+                    let mut r = d.raw(Party::P0).await;
+                    r.0.write_all(&[0x20, 0x00]).await.unwrap();
+                    r.0.flush().await.unwrap();
+                    drop(r);
+                    "-".into()
+                }
+                4 => {
+                    let mut r = d.raw(Party::P0).await;
+                    r.0.write_all(&[0x40, 0, 0, 0, 1, 2, 3]).await.unwrap();
+                    r.0.flush().await.unwrap();
+                    drop(r);
+                    "-".into()
+                }
+                5 => {
+                    let mut r = d.raw(Party::P0).await;
+                    r.hello(DEALER_PROTOCOL_VERSION, Party::P0, sid()).await;
+                    drop(r);
+                    "-".into()
+                }
+                6 => {
+                    let (a, mut b) = raw_pair(&d).await;
+                    drop(a);
+                    b.frame(0, &request_bytes(&Request::Elementwise { n: 4 }))
+                        .await
+                        .unwrap();
+                    b.message().await.unwrap_err()
+                }
+                _ => {
+                    let (mut a, mut b) = raw_pair(&d).await;
+                    let req = request_bytes(&Request::Elementwise { n: 1 << 16 });
+                    a.frame(0, &req).await.unwrap();
+                    b.frame(0, &req).await.unwrap();
+                    a.message().await.unwrap();
+                    drop(a);
+                    // P1 reads its acknowledgement and correction (one chunk), then asks again,
+                    // as a party does: the answer is the dealer's reason.
+                    b.message().await.unwrap();
+                    b.message().await.unwrap();
+                    b.frame(0, &request_bytes(&Request::Elementwise { n: 4 }))
+                        .await
+                        .unwrap();
+                    let e = b.message().await.unwrap_err();
+                    assert!(e.contains("lost P0"), "{e}");
+                    e
+                }
+            };
+            row(
+                &format!("disconnect {what}"),
+                format!("partner: {partner_saw}"),
+                &d,
+            )
+            .await;
+        }
+
+        // Descriptors: every attack's connection is gone.
+        let fds = settle_fds(&d, fds0, Duration::from_secs(10)).await;
+        eprintln!("\n| attack | outcome | good session after | dealer VmRSS after |");
+        eprintln!("|---|---|---|---|");
+        for (name, outcome, took, rss) in &table {
+            eprintln!(
+                "| {name} | {} | {took:.0?} | {rss} KiB ({:+} KiB) |",
+                outcome.replace('|', "/"),
+                *rss as i64 - base as i64
+            );
+        }
+        eprintln!("baseline VmRSS {base} KiB, descriptors {fds0} before, {fds} after");
+        assert!(fds <= fds0 + 2, "descriptors: {fds0} before, {fds} after");
+        let last = table.last().unwrap().3;
+        assert!(last < base + 48 * 1024, "VmRSS {last} KiB from {base} KiB");
+    })
+    .await;
+}

@@ -287,6 +287,41 @@ async fn bad_preamble_and_malformed_hello_abort() {
     );
 }
 
+/// A hello over `MAX_HELLO_LEN` is refused as soon as its frames exceed the bound, and bytes
+/// that announce a 2^62-byte length are refused without allocating it (the string case,
+/// a fuzzing finding, is replayed by `tests/fuzz_replay.rs` and tested in the channel).
+#[tokio::test]
+async fn oversized_and_hostile_hellos_are_refused() {
+    let p = params();
+    let mut pre = Vec::from(net::MAGIC);
+    pre.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    // A role byte, then a 2^62 length announced in 9 bytes (bincode varint).
+    let mut hostile = vec![0u8];
+    hostile.push(0xfd);
+    hostile.extend_from_slice(&(1u64 << 62).to_le_bytes());
+    for (hello, want) in [
+        (vec![0u8; net::MAX_HELLO_LEN + 1], "exceeds the limit"),
+        (hostile, "cannot decode message"),
+    ] {
+        let (mut c, mut s) = tls_pair().await;
+        let pre = pre.clone();
+        let fake_peer = async move {
+            s.send_bytes(&pre).await.unwrap();
+            s.send_bytes(&hello).await.unwrap();
+            let _ = s.recv_bytes_bounded(1 << 20).await; // our preamble
+            let _ = s.recv_bytes_bounded(1 << 20).await; // our hello
+            s.recv_bytes_bounded(1 << 20).await
+        };
+        let (rc, rs) = tokio::join!(net::handshake(&mut c, Party::P0, &p), fake_peer);
+        let rc = rc.unwrap_err().to_string();
+        assert!(rc.contains(want), "{rc}");
+        assert!(
+            matches!(rs, Err(ChannelError::PeerAborted(ref m)) if m.contains(want)),
+            "{rs:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn silent_peer_times_out_in_the_handshake() {
     let (mut c, _s) = tls_pair().await;

@@ -276,8 +276,9 @@ pub struct Model {
     weights: Weights,
 }
 
-/// Logits of a forward pass: `rows x vocab`, row-major.
-#[derive(Clone, Debug, PartialEq)]
+/// Logits of a forward pass: `rows x vocab`, row-major. `Debug` prints the shape only (the
+/// logits reveal the client's output).
+#[derive(Clone, PartialEq)]
 pub struct Logits {
     /// Number of rows (positions).
     pub rows: usize,
@@ -285,6 +286,12 @@ pub struct Logits {
     pub vocab: usize,
     /// Row-major values.
     pub data: Vec<f32>,
+}
+
+impl std::fmt::Debug for Logits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Logits({} x {}, values hidden)", self.rows, self.vocab)
+    }
 }
 
 impl Logits {

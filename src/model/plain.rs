@@ -14,8 +14,9 @@ use super::ops::{
     Embedding, EmbeddingShape, Linear, LinearShape, Norm, NormShape, TensorOps, Tokens, argmax_by,
 };
 
-/// A row-major f32 matrix.
-#[derive(Clone, Debug, PartialEq)]
+/// A row-major f32 matrix. `Debug` prints the shape only: the values may be a party's secret
+/// activations.
+#[derive(Clone, PartialEq)]
 pub struct F32Tensor {
     /// Number of rows.
     pub rows: usize,
@@ -36,8 +37,9 @@ impl F32Tensor {
     }
 }
 
-/// A batch of per-head f32 matrices `[heads, rows, cols]`, head-major.
-#[derive(Clone, Debug, PartialEq)]
+/// A batch of per-head f32 matrices `[heads, rows, cols]`, head-major. `Debug` prints the
+/// shape only.
+#[derive(Clone, PartialEq)]
 pub struct F32Heads {
     /// Number of heads.
     pub heads: usize,
@@ -47,6 +49,22 @@ pub struct F32Heads {
     pub cols: usize,
     /// Values, `[heads, rows, cols]` row-major.
     pub data: Vec<f32>,
+}
+
+impl std::fmt::Debug for F32Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "F32Tensor({} x {}, values hidden)", self.rows, self.cols)
+    }
+}
+
+impl std::fmt::Debug for F32Heads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "F32Heads({} x {} x {}, values hidden)",
+            self.heads, self.rows, self.cols
+        )
+    }
 }
 
 impl F32Heads {

@@ -12,6 +12,10 @@ use super::params::{
 /// First 4 bytes of the preamble.
 pub const MAGIC: [u8; 4] = *b"PRLM";
 
+/// Largest hello the handshake reads, in bytes (a GPT-2 manifest is a few KiB): a peer cannot
+/// make the handshake buffer more, whatever the channel's `max_message_len`.
+pub const MAX_HELLO_LEN: usize = 1 << 20;
+
 /// Label the handshake's traffic is counted under (phase [`Phase::Setup`]).
 pub const HANDSHAKE_LABEL: &str = "handshake";
 
@@ -118,8 +122,7 @@ async fn run<C: Channel>(
         // Read (and ignore) the peer's hello so that closing does not reset the connection
         // under data the peer has yet to read; its format may differ from ours. Every
         // version must keep this shape: an 8-byte preamble, then exactly one message.
-        let max = ch.config().max_message_len;
-        let _ = ch.recv_bytes_bounded(max).await;
+        let _ = ch.recv_bytes_bounded(MAX_HELLO_LEN).await;
         let e = HandshakeError::Mismatch(Difference {
             field: "protocol version".into(),
             ours: PROTOCOL_VERSION.to_string(),
@@ -127,7 +130,9 @@ async fn run<C: Channel>(
         });
         return Err(fail(ch, e).await);
     }
-    let peer: Hello = ch.recv_msg("handshake hello").await?;
+    let peer: Hello = ch
+        .recv_msg_bounded(MAX_HELLO_LEN, "handshake hello")
+        .await?;
 
     if peer.role == role {
         let e = HandshakeError::Incompatible(format!("both parties claim the role {role:?}"));

@@ -32,7 +32,7 @@
 mod handshake;
 mod params;
 
-pub use handshake::{Agreed, HANDSHAKE_LABEL, HandshakeError, MAGIC, handshake};
+pub use handshake::{Agreed, HANDSHAKE_LABEL, HandshakeError, MAGIC, MAX_HELLO_LEN, handshake};
 pub use params::{
     COMPUTATIONAL_SECURITY_BITS, Difference, ModelManifest, PROTOCOL_VERSION, ParamValue,
     ParamsHash, ProtocolParams, RING_BITS, STATISTICAL_SECURITY_BITS, SessionParams, TensorSpec,

@@ -38,6 +38,7 @@ pub mod server;
 
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::expand::{CorrectionGen, Registry, expand_local};
 use super::{BeaverError, DEFAULT_MAX_REQUEST_ELEMS, Material, Request, TripleProvider};
@@ -81,13 +82,19 @@ pub struct Hello {
     pub session: [u8; 32],
 }
 
-/// The dealer's answer to [`Hello`]. `Debug` hides the seed.
+/// The dealer's answer to [`Hello`]. `Debug` hides the seed, which is wiped on drop.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Welcome {
     /// The party's session seed (secret).
     pub seed: Seed,
     /// Elements per correction message.
     pub chunk_elems: u64,
+}
+
+impl Drop for Welcome {
+    fn drop(&mut self) {
+        self.seed.zeroize();
+    }
 }
 
 impl std::fmt::Debug for Welcome {
@@ -279,7 +286,8 @@ where
     C: Channel,
     R: CryptoRng + Send + ?Sized,
 {
-    let mut seeds = [[0u8; 32]; 2];
+    // Both seeds live for the session (P1's corrections need them) and are wiped at its end.
+    let mut seeds = Zeroizing::new([[0u8; 32]; 2]);
     rng.fill_bytes(&mut seeds[0]);
     rng.fill_bytes(&mut seeds[1]);
     let chunk = cfg.chunk_elems.max(1);
@@ -398,7 +406,7 @@ async fn serve_request<C: Channel>(
         }
     }
     let chunk = cfg.chunk_elems.max(1);
-    let (s, r) = (*seeds, req.clone());
+    let (s, r) = (Zeroizing::new(*seeds), req.clone());
     let mut corr = cfg.compute.run(move || CorrectionGen::new(&s, n, &r)).await;
     let mut buf: Vec<u64> = Vec::with_capacity(chunk.min(req.correction_len(Party::P1)));
     let mut sent = 0u64;
@@ -443,11 +451,11 @@ async fn send_correction<C: Channel>(chs: &mut [C; 2], buf: &[u64]) -> Result<()
 }
 
 /// One party's connection to the dealer: a [`TripleProvider`] that asks the dealer for each
-/// request and expands its seed. `Debug` hides the seed.
+/// request and expands its seed. `Debug` hides the seed, which is wiped on drop.
 pub struct DealerClient<C> {
     ch: C,
     party: Party,
-    seed: Seed,
+    seed: Zeroizing<Seed>,
     chunk_elems: usize,
     counter: u64,
     max_request_elems: usize,
@@ -499,7 +507,7 @@ impl<C: Channel> DealerClient<C> {
         Ok(DealerClient {
             ch,
             party,
-            seed: w.seed,
+            seed: Zeroizing::new(w.seed),
             chunk_elems,
             counter: 0,
             max_request_elems: DEFAULT_MAX_REQUEST_ELEMS,

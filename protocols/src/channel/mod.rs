@@ -322,17 +322,57 @@ pub trait Channel: Send {
         async move {
             let max = max_len.min(self.config().max_message_len);
             let bytes = self.recv_bytes_bounded(max).await?;
-            let cfg = bincode::config::standard();
-            let reason = match bincode::serde::decode_from_slice::<T, _>(&bytes, cfg) {
-                Ok((msg, used)) if used == bytes.len() => return Ok(msg),
-                Ok((_, used)) => format!(
-                    "{context}: {} trailing bytes after the message",
-                    bytes.len() - used
-                ),
-                Err(e) => format!("{context}: cannot decode message: {e}"),
-            };
-            Err(self.abort(&reason).await)
+            match decode_message::<T>(&bytes) {
+                Ok(msg) => Ok(msg),
+                Err(e) => Err(self.abort(&format!("{context}: {e}")).await),
+            }
         }
+    }
+}
+
+/// How many bytes of containers a control message may declare per byte it is long (see
+/// [`decode_message`]). bincode counts a vector at its elements' in-memory size before
+/// reading them (24 bytes for each string or vector element, 8 for an integer that takes one
+/// byte on the wire), so honest messages stay well below 32 per byte; a hostile length is
+/// billions of times above it.
+pub const DECODE_CLAIM_PER_BYTE: usize = 32;
+
+/// Decodes a bincode (standard configuration) control message that came from the peer: the
+/// whole of `bytes` must be one `T`. Errors say why (not a `T`, trailing bytes).
+///
+/// Unbounded, bincode trusts the lengths inside the message: a 10-byte message announcing a
+/// string of 2^62 bytes makes it allocate that much first, and the process aborts. Here the
+/// sizes the message's containers declare (what bincode allocates before reading them) may
+/// total at most [`DECODE_CLAIM_PER_BYTE`] times the message's length, and at least 64 KiB,
+/// so what a message can make the receiver allocate is proportional to its own size.
+pub fn decode_message<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    use bincode::serde::decode_from_slice;
+    let std = bincode::config::standard();
+    let claim = bytes.len().saturating_mul(DECODE_CLAIM_PER_BYTE);
+    // bincode's limit is a type parameter: pick the smallest that covers `claim`.
+    let r = if claim <= 64 << 10 {
+        decode_from_slice::<T, _>(bytes, std.with_limit::<{ 64 << 10 }>())
+    } else if claim <= 2 << 20 {
+        decode_from_slice::<T, _>(bytes, std.with_limit::<{ 2 << 20 }>())
+    } else if claim <= 64 << 20 {
+        decode_from_slice::<T, _>(bytes, std.with_limit::<{ 64 << 20 }>())
+    } else if claim <= 2 << 30 {
+        decode_from_slice::<T, _>(bytes, std.with_limit::<{ 2 << 30 }>())
+    } else {
+        decode_from_slice::<T, _>(bytes, std.with_limit::<{ 1 << 36 }>())
+    };
+    match r {
+        Ok((msg, used)) if used == bytes.len() => Ok(msg),
+        Ok((_, used)) => Err(format!(
+            "{} trailing bytes after the message",
+            bytes.len() - used
+        )),
+        Err(bincode::error::DecodeError::LimitExceeded) => Err(format!(
+            "cannot decode message: its lengths announce more than {DECODE_CLAIM_PER_BYTE} \
+             bytes per byte of the {}-byte message",
+            bytes.len()
+        )),
+        Err(e) => Err(format!("cannot decode message: {e}")),
     }
 }
 

@@ -342,3 +342,67 @@ async fn peer_abort_reason_is_escaped_and_cut() {
     assert_eq!(sanitize_peer_text(b"short and plain"), "short and plain");
     assert_eq!(sanitize_peer_text(&[0xff, b'a']), r"\u{fffd}a");
 }
+
+/// Fuzzing finding (issue 16, target `handshake`): a control message whose string or vector
+/// announces an enormous length made bincode allocate it before reading, and the process
+/// aborted ("memory allocation of 7308895159699074578 bytes failed"). Now the message is
+/// refused with a reason, whatever the announced length.
+#[tokio::test]
+async fn hostile_lengths_in_control_messages_are_refused_without_allocating() {
+    for len in [
+        u64::MAX,
+        1 << 62,
+        7_308_895_159_699_074_578,
+        1 << 40,
+        1 << 20,
+    ] {
+        // A bincode string: the varint marker 0xfd, a u64 length, then 3 bytes.
+        let mut msg = vec![0xfd];
+        msg.extend_from_slice(&len.to_le_bytes());
+        msg.extend_from_slice(b"abc");
+        let (mut a, mut b) = mem::pair();
+        a.send_bytes(&msg).await.unwrap();
+        let e = b.recv_msg::<String>("hostile string").await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("hostile string: cannot decode message"),
+            "{len}: {e}"
+        );
+        // The same inside a structure (a vector of strings).
+        let mut v = vec![1u8];
+        v.extend_from_slice(&msg);
+        a.send_bytes(&v).await.ok();
+        let e = decode_message::<Vec<String>>(&v).unwrap_err();
+        assert!(e.contains("cannot decode message"), "{e}");
+        // The peer was told why.
+        assert!(matches!(
+            a.recv_bytes_bounded(16).await,
+            Err(ChannelError::PeerAborted(_))
+        ));
+    }
+}
+
+/// The decoding limit admits every honest message: long vectors of small integers (one byte
+/// on the wire, eight in memory), long strings, nested containers.
+#[test]
+fn decode_limit_admits_honest_messages() {
+    type M = (Vec<u64>, String, Vec<Vec<u32>>, Option<Vec<u8>>);
+    for n in [0usize, 1, 1000, 100_000, 1 << 20] {
+        let m: M = (
+            vec![3; n],
+            "x".repeat(n),
+            vec![vec![1; 4]; n / 8],
+            Some(vec![7; n]),
+        );
+        let bytes = bincode::serde::encode_to_vec(&m, bincode::config::standard()).unwrap();
+        assert_eq!(decode_message::<M>(&bytes).unwrap(), m, "n = {n}");
+    }
+    let bytes = bincode::serde::encode_to_vec(7u32, bincode::config::standard()).unwrap();
+    let mut trailing = bytes.clone();
+    trailing.push(0);
+    assert!(
+        decode_message::<u32>(&trailing)
+            .unwrap_err()
+            .contains("1 trailing bytes")
+    );
+}

@@ -39,6 +39,7 @@ use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
 use rand_core::CryptoRng;
 use subtle::{Choice, ConditionallySelectable};
+use zeroize::Zeroizing;
 
 use crate::block::Block;
 use crate::channel::Channel;
@@ -105,7 +106,8 @@ pub(super) fn kdf(index: usize, a: &[u8; 32], b: &[u8], shared: &RistrettoPoint)
 
 /// The base-OT sender's state between its first message and the receiver's reply.
 pub struct BaseOtSender {
-    a: Scalar,
+    /// The secret scalar, wiped on drop.
+    a: Zeroizing<Scalar>,
     a_enc: [u8; 32],
     /// `a · A`, so that `a (B - A) = a B - a A`.
     aa: RistrettoPoint,
@@ -120,12 +122,13 @@ impl std::fmt::Debug for BaseOtSender {
 impl BaseOtSender {
     /// Samples the sender's secret `a` and computes `A = aG`.
     pub fn new<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
-        let a = Scalar::random(rng);
-        let big_a = RISTRETTO_BASEPOINT_TABLE * &a;
+        let a = Zeroizing::new(Scalar::random(rng));
+        let big_a = RISTRETTO_BASEPOINT_TABLE * &*a;
+        let aa = big_a * *a;
         BaseOtSender {
             a,
             a_enc: big_a.compress().to_bytes(),
-            aa: big_a * a,
+            aa,
         }
     }
 
@@ -147,7 +150,7 @@ impl BaseOtSender {
         let mut out = Vec::with_capacity(count);
         for (i, enc) in reply.chunks_exact(POINT_LEN).enumerate() {
             let b = decode_point(enc, "B", i)?;
-            let ab = b * self.a;
+            let ab = b * *self.a;
             let k0 = kdf(i, &self.a_enc, enc, &ab);
             let k1 = kdf(i, &self.a_enc, enc, &(ab - self.aa));
             out.push([k0, k1]);
@@ -177,11 +180,11 @@ pub fn base_ot_receiver_reply<R: CryptoRng + ?Sized>(
     let mut reply = Vec::with_capacity(POINT_LEN * choices.len());
     let mut keys = Vec::with_capacity(choices.len());
     for (i, &c) in choices.iter().enumerate() {
-        let b = Scalar::random(rng);
-        let bg = RISTRETTO_BASEPOINT_TABLE * &b;
+        let b = Zeroizing::new(Scalar::random(rng));
+        let bg = RISTRETTO_BASEPOINT_TABLE * &*b;
         let big_b = RistrettoPoint::conditional_select(&bg, &(bg + big_a), Choice::from(c as u8));
         let enc = big_b.compress().to_bytes();
-        keys.push(kdf(i, &a_enc, &enc, &(&a_table * &b)));
+        keys.push(kdf(i, &a_enc, &enc, &(&a_table * &*b)));
         reply.extend_from_slice(&enc);
     }
     Ok((reply, keys))

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use zeroize::Zeroizing;
 
 use super::TlsError;
 
@@ -88,11 +89,12 @@ impl FromStr for Fingerprint {
 }
 
 /// A party's certificate and private key. `Debug` shows the fingerprint and the directory,
-/// never the key.
+/// never the key; the key's bytes are overwritten with zeros when the identity is dropped
+/// (the copies rustls keeps in the configurations built from it are rustls' own).
 pub struct Identity {
     dir: Option<PathBuf>,
     cert: CertificateDer<'static>,
-    key: PrivatePkcs8KeyDer<'static>,
+    key: Zeroizing<PrivatePkcs8KeyDer<'static>>,
     fingerprint: Fingerprint,
 }
 
@@ -112,7 +114,7 @@ impl Identity {
         let ck = rcgen::generate_simple_self_signed(vec![CERT_SUBJECT.to_string()])
             .map_err(|e| TlsError::Certificate(format!("cannot generate a certificate: {e}")))?;
         let cert = ck.cert.der().clone();
-        let key = PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der());
+        let key = Zeroizing::new(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
         Self::from_parts(None, cert, key)
     }
 
@@ -151,15 +153,16 @@ impl Identity {
     /// refused, as ssh refuses such a private key: the key may already be known to others.
     /// `chmod 600` the file (or remove the directory to start afresh) and try again.
     pub fn load(dir: &Path) -> Result<Self, TlsError> {
-        let read = |p: PathBuf| {
-            fs::read(&p).map_err(|e| TlsError::Io(format!("cannot read {}: {e}", p.display())))
-        };
+        use std::io::Read;
+        let cant =
+            |p: &Path, e: std::io::Error| TlsError::Io(format!("cannot read {}: {e}", p.display()));
         let key_path = dir.join(KEY_FILE);
+        // The mode is checked on the opened file, so the file read is the file checked.
+        let mut key_file = fs::File::open(&key_path).map_err(|e| cant(&key_path, e))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let meta = fs::metadata(&key_path)
-                .map_err(|e| TlsError::Io(format!("cannot read {}: {e}", key_path.display())))?;
+            let meta = key_file.metadata().map_err(|e| cant(&key_path, e))?;
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
                 return Err(TlsError::Certificate(format!(
@@ -171,15 +174,20 @@ impl Identity {
                 )));
             }
         }
-        let cert = CertificateDer::from(read(dir.join(CERT_FILE))?);
-        let key = PrivatePkcs8KeyDer::from(read(key_path)?);
+        let mut key = Vec::new();
+        key_file
+            .read_to_end(&mut key)
+            .map_err(|e| cant(&key_path, e))?;
+        let key = Zeroizing::new(PrivatePkcs8KeyDer::from(key));
+        let cert_path = dir.join(CERT_FILE);
+        let cert = CertificateDer::from(fs::read(&cert_path).map_err(|e| cant(&cert_path, e))?);
         Self::from_parts(Some(dir.to_path_buf()), cert, key)
     }
 
     fn from_parts(
         dir: Option<PathBuf>,
         cert: CertificateDer<'static>,
-        key: PrivatePkcs8KeyDer<'static>,
+        key: Zeroizing<PrivatePkcs8KeyDer<'static>>,
     ) -> Result<Self, TlsError> {
         // Check that the key parses and matches the certificate.
         let provider = super::provider();

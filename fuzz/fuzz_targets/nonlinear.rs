@@ -1,0 +1,6 @@
+//! Fuzz target `nonlinear`: see `privlm_fuzz::run` and the harness docs in `fuzz/src/lib.rs`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    privlm_fuzz::run("nonlinear", data);
+});
