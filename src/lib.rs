@@ -12,5 +12,6 @@
 pub mod entropy;
 pub mod model;
 pub mod net;
+pub mod serve;
 
 pub use privlm_protocols as protocols;
