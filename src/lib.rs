@@ -12,6 +12,7 @@
 pub mod entropy;
 pub mod model;
 pub mod net;
+pub mod secure;
 pub mod serve;
 
 pub use privlm_protocols as protocols;

@@ -186,6 +186,13 @@ impl<C: Channel, K: TripleProvider> Session<C, K> {
         &mut self.corr
     }
 
+    /// The channel and the correlation source at once (for the building blocks that take both,
+    /// such as the server-weight products of [`crate::beaver::weight`]). Traffic sent this way
+    /// is counted under the current cost label but carries no op tag.
+    pub fn parts_mut(&mut self) -> (&mut C, &mut K) {
+        (&mut self.ch, &mut self.corr)
+    }
+
     /// The session's PRG (this party's local randomness).
     pub fn prg(&mut self) -> &mut Prg {
         &mut self.prg

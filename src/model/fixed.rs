@@ -1,34 +1,30 @@
 //! The fixed-point backend of [`TensorOps`]: the plaintext mirror of the secure forward pass.
 //!
 //! Values are [`RingTensor`]s over Z_2^64 holding fixed-point numbers with 16 fractional bits
-//! (DESIGN.md section 5). Every operation is the exact arithmetic the 2PC engine performs on
-//! shares (CrypTen, Knott et al. 2021; SIGMA, Gupta et al. 2023): products of two fixed-point
-//! values are followed by a truncation (arithmetic shift by 16 bits), public constants are
-//! encoded and multiplied then truncated, and the nonlinearities are the approximations of
-//! [`super::approx`]. Summary of the layer arithmetic:
+//! (DESIGN.md section 5). Every operation is the exact arithmetic the secure backend
+//! ([`crate::secure::SecureOps`]) performs on shares, with floor truncations where the secure
+//! truncation gives floor or floor + 1 (`docs/numeric.md`): products of two fixed-point values
+//! are followed by a truncation (arithmetic shift by 16 bits), public constants are encoded and
+//! multiplied then truncated, and the nonlinearities are the protocol's own approximations run
+//! on the plain backend ([`privlm_protocols::nonlinear::plain_ops`]). Summary:
 //!
 //! - linear: `y = ((x W) >> f) + b` (one matrix product, one truncation per output);
-//! - LayerNorm: `mean = (Σx · ⌊2^(f+8)/d⌉) >> (f+8)`, `c = x - mean`,
-//!   `var = (Σ (c·c >> f) · ⌊2^(f+8)/d⌉) >> (f+8)`, `r = rsqrt(var + ⌈eps⌉)`,
-//!   `y = (((c·r) >> f) · γ >> f) + β`;
-//! - attention scores: `((q kᵀ) >> f) · enc(s/t) >> f` per head and query row, with `s` the
-//!   layer's public score scale (`1/√d_k` normally) and `t` the temperature (1 without); masked
-//!   entries are 0;
-//! - causal softmax: row max (comparisons), `e = exp_neg(x - max)`, `r = reciprocal(Σ e)`,
-//!   `p = (e · r) >> f`; masked entries are 0 and not computed;
+//! - LayerNorm, GELU, ReLU, causal softmax, argmax: `plain_ops` (the protocol's text on
+//!   plaintext values, `docs/protocols/nonlinear.md`);
+//! - attention scores: `((q kᵀ) · enc(s/t)) >> 2f` per head and query row (one truncation of
+//!   the product at `3f` bits), with `s` the layer's public score scale (`1/√d_k` normally) and
+//!   `t` the temperature (1 without); masked entries are 0;
 //! - β scaling: `(x · enc(β)) >> f`;
 //! - embeddings: a row lookup (the secure engine's one-hot product is exact).
 
+use privlm_protocols::nonlinear::{Mask, NlParams, NormParams, ServerVector, plain_ops};
 use privlm_protocols::ring::{RingTensor, matmul_into};
 
 use super::ModelError;
 use super::approx::{self, FRAC_BITS, enc};
 use super::ops::{
-    Embedding, EmbeddingShape, Linear, LinearShape, Norm, NormShape, TensorOps, Tokens, argmax_by,
+    Embedding, EmbeddingShape, Linear, LinearShape, Norm, NormShape, TensorOps, Tokens,
 };
-
-/// Extra fractional bits of the public constant 1/d in LayerNorm's means.
-pub const MEAN_EXTRA_BITS: u32 = 8;
 
 /// A linear layer in fixed point.
 #[derive(Clone)]
@@ -44,7 +40,7 @@ pub struct FixedLinear {
 pub struct FixedNorm {
     gamma: Vec<i64>,
     beta: Vec<i64>,
-    eps: i64,
+    eps: f64,
 }
 
 /// Embeddings in fixed point.
@@ -193,12 +189,6 @@ fn truncate_all(v: &mut [u64]) {
         .for_each(|x| *x = ((*x as i64) >> FRAC_BITS) as u64);
 }
 
-/// `(a · ⌊2^(f+extra)·c⌉) >> (f+extra)`: a public multiply with a finer constant.
-fn mul_pub_fine(a: i64, c: f64, extra: u32) -> i64 {
-    let k = (c * (1u64 << (FRAC_BITS + extra)) as f64).round() as i64;
-    a.wrapping_mul(k) >> (FRAC_BITS + extra)
-}
-
 impl TensorOps for FixedOps {
     type Tensor = RingTensor;
     type Heads = RingTensor;
@@ -230,7 +220,7 @@ impl TensorOps for FixedOps {
         Ok(FixedNorm {
             gamma: n.gamma.iter().map(|&g| enc(g as f64)).collect(),
             beta: n.beta.iter().map(|&b| enc(b as f64)).collect(),
-            eps: enc(n.eps as f64).max(1),
+            eps: n.eps as f64,
         })
     }
 
@@ -407,38 +397,27 @@ impl TensorOps for FixedOps {
         x: &RingTensor,
         n: &FixedNorm,
     ) -> Result<RingTensor, ModelError> {
-        let (r, d) = shape2("layer_norm", x)?;
+        let (_, d) = shape2("layer_norm", x)?;
         if n.gamma.len() != d {
             return Err(shape_err(
                 "layer_norm",
                 format!("width {d} for a LayerNorm of width {}", n.gamma.len()),
             ));
         }
-        let inv_d = 1.0 / d as f64;
-        let mut data = Vec::with_capacity(r * d);
-        for row in x.data().chunks(d.max(1)) {
-            let sum = row.iter().fold(0i64, |s, &v| s.wrapping_add(v as i64));
-            let mean = mul_pub_fine(sum, inv_d, MEAN_EXTRA_BITS);
-            let c: Vec<i64> = row.iter().map(|&v| (v as i64).wrapping_sub(mean)).collect();
-            let sq = c
-                .iter()
-                .fold(0i64, |s, &v| s.wrapping_add(approx::mul(v, v)));
-            let var = mul_pub_fine(sq, inv_d, MEAN_EXTRA_BITS);
-            let rs = approx::rsqrt(var.wrapping_add(n.eps));
-            for ((cv, g), b) in c.iter().zip(&n.gamma).zip(&n.beta) {
-                let y = approx::mul(approx::mul(*cv, rs), *g).wrapping_add(*b);
-                data.push(y as u64);
-            }
-        }
-        Ok(tensor(&[r, d], data))
+        let norm = NormParams {
+            gain: ServerVector::plain(0, n.gamma.iter().map(|&g| g as u64).collect()),
+            bias: Some(n.beta.iter().map(|&b| b as u64).collect()),
+            eps: n.eps,
+        };
+        plain_ops::layer_norm(&nl(), x, &norm).map_err(|e| nl_err("layer_norm", e))
     }
 
     async fn gelu(&mut self, x: &RingTensor) -> Result<RingTensor, ModelError> {
-        Ok(map(x, approx::gelu))
+        plain_ops::gelu(&nl(), x).map_err(|e| nl_err("gelu", e))
     }
 
     async fn relu(&mut self, x: &RingTensor) -> Result<RingTensor, ModelError> {
-        Ok(map(x, approx::relu))
+        plain_ops::relu(&nl(), x).map_err(|e| nl_err("relu", e))
     }
 
     async fn attn_scores(
@@ -461,15 +440,15 @@ impl TensorOps for FixedOps {
         }
         let mut data = Vec::with_capacity(h_n * n * t);
         for h in 0..h_n {
-            // ((q kᵀ) >> f), then the public per-row scale: (s · enc(c)) >> f.
+            // ((q kᵀ) · enc(c)) >> 2f: the public per-row scale on the exact product, one
+            // truncation (as the secure backend does).
             let mut s = par_matmul_nt(head(q, h, n, dk), head(k, h, t, dk), n, dk, t);
-            truncate_all(&mut s);
             for (i, row) in s.chunks_mut(t.max(1)).enumerate().take(n) {
                 let seen = offset + i + 1;
-                let c = enc(scales[h * n + i] as f64);
+                let c = enc(scales[h * n + i] as f64) as u64;
                 row[..seen]
                     .iter_mut()
-                    .for_each(|v| *v = approx::mul_pub(*v as i64, c) as u64);
+                    .for_each(|v| *v = ((v.wrapping_mul(c) as i64) >> (2 * FRAC_BITS)) as u64);
                 row[seen..].iter_mut().for_each(|v| *v = 0);
             }
             data.extend(s);
@@ -482,34 +461,14 @@ impl TensorOps for FixedOps {
         s: &RingTensor,
         offset: usize,
     ) -> Result<RingTensor, ModelError> {
-        let (h_n, r, c) = shape3("causal_softmax", s)?;
+        let (_, r, c) = shape3("causal_softmax", s)?;
         if c != offset + r {
             return Err(shape_err(
                 "causal_softmax",
                 format!("{c} key columns for {r} queries after {offset} cached positions"),
             ));
         }
-        let mut data = vec![0u64; h_n * r * c];
-        for (ri, (row, orow)) in s
-            .data()
-            .chunks(c.max(1))
-            .zip(data.chunks_mut(c.max(1)))
-            .enumerate()
-        {
-            let seen = offset + ri % r.max(1) + 1;
-            let max = row[..seen].iter().map(|&v| v as i64).max().unwrap_or(0);
-            let e: Vec<i64> = row[..seen]
-                .iter()
-                .map(|&v| approx::exp_neg((v as i64).wrapping_sub(max)))
-                .collect();
-            let sum = e.iter().fold(0i64, |s, &v| s.wrapping_add(v));
-            // sum >= 1: the maximum's term is exp_neg(0) = 1 exactly.
-            let inv = approx::reciprocal(sum);
-            for (o, ev) in orow[..seen].iter_mut().zip(&e) {
-                *o = approx::mul(*ev, inv) as u64;
-            }
-        }
-        Ok(tensor(&[h_n, r, c], data))
+        plain_ops::softmax(&nl(), s, Mask::Causal, None).map_err(|e| nl_err("causal_softmax", e))
     }
 
     async fn attn_values(
@@ -536,15 +495,15 @@ impl TensorOps for FixedOps {
 
     async fn argmax(&mut self, x: &RingTensor) -> Result<Option<Vec<u32>>, ModelError> {
         let (_, c) = shape2("argmax", x)?;
-        Ok(Some(
-            x.data()
-                .chunks(c.max(1))
-                .map(|row| {
-                    let signed: Vec<i64> = row.iter().map(|&v| v as i64).collect();
-                    argmax_by(&signed) as u32
-                })
-                .collect(),
-        ))
+        x.data()
+            .chunks(c.max(1))
+            .map(|row| {
+                let row = tensor(&[row.len()], row.to_vec());
+                plain_ops::argmax(&nl(), &row)
+                    .map(|i| Some(i as u32))
+                    .map_err(|e| nl_err("argmax", e))
+            })
+            .collect::<Result<Option<Vec<u32>>, ModelError>>()
     }
 
     async fn reveal(&mut self, x: &RingTensor) -> Result<Vec<f32>, ModelError> {
@@ -553,6 +512,19 @@ impl TensorOps for FixedOps {
 
     async fn reveal_heads(&mut self, x: &RingTensor) -> Result<Vec<f32>, ModelError> {
         Ok(decode(x))
+    }
+}
+
+/// The nonlinear ops' parameters of the mirror: the protocol defaults (what
+/// [`crate::secure::SecureOps`] requires of its session, at [`FRAC_BITS`]).
+fn nl() -> NlParams {
+    NlParams::default()
+}
+
+fn nl_err(op: &'static str, e: privlm_protocols::session::ErrorKind) -> ModelError {
+    ModelError::Backend {
+        op,
+        msg: e.to_string(),
     }
 }
 

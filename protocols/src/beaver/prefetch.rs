@@ -39,6 +39,11 @@ impl<P: TripleProvider> Prefetched<P> {
     }
 
     /// The inner provider.
+    pub fn inner(&self) -> &P {
+        &self.inner
+    }
+
+    /// The inner provider, mutable.
     pub fn inner_mut(&mut self) -> &mut P {
         &mut self.inner
     }
