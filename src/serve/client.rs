@@ -14,7 +14,8 @@ use super::control::{
     Accepted, MAX_ACCEPTED_LEN, MAX_OFFER_LEN, Offer, SERVE_PROTOCOL_VERSION, SessionId,
     SessionRequest, check_request, session_params,
 };
-use super::glue::{self, CostReport};
+use super::glue;
+use crate::secure::CostReport;
 use super::known_hosts::{KnownHosts, Trust, mismatch_message};
 use super::server::{DealerLink, connect_dealer, peer_channel_config};
 use crate::model::tokenizer::Tokenizer;
@@ -331,7 +332,7 @@ pub async fn generate(
         ch,
         dealer,
         &offer,
-        cfg.nl.clone(),
+        cfg.nl,
         &prompt_tokens,
         max_new_tokens as usize,
         &mut |t| on_event(ClientEvent::Token(t)),

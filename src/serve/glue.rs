@@ -1,50 +1,69 @@
-//! Where the serving layer meets the secure engine (`crate::secure`, issue 11): build each
-//! party's protocol session from its peer channel and dealer link, and run generation.
-//!
-//! Until the secure engine is merged into this branch, both functions refuse with a clear
-//! error after the control exchange, the handshake and the dealer pairing have run.
+//! Where the serving layer meets the secure engine ([`crate::secure`]): build each party's
+//! protocol session from its peer channel and dealer link, run generation, close cleanly.
 
 use std::sync::Arc;
 
+use privlm_protocols::beaver::Prefetched;
 use privlm_protocols::beaver::dealer::DealerClient;
 use privlm_protocols::channel::FramedChannel;
 use privlm_protocols::nonlinear::NlParams;
+use privlm_protocols::prg::Prg;
+use privlm_protocols::session::Session;
+use privlm_protocols::share::Party;
 
 use super::control::Offer;
 use crate::model::Model;
+use crate::secure::{CostReport, client_generate, server_generate};
 
-/// What a finished generation cost (filled by the secure engine).
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-pub struct CostReport {}
+type PartySession = Session<FramedChannel, Prefetched<DealerClient<FramedChannel>>>;
 
-const UNAVAILABLE: &str =
-    "secure generation is not part of this build yet (the secure engine, issue 11)";
-
-/// The server's side of one session.
-pub(crate) async fn serve(
-    mut ch: FramedChannel,
+fn session(
+    party: Party,
+    ch: FramedChannel,
     dealer: DealerClient<FramedChannel>,
-    _model: Arc<Model>,
-    _offer: &Offer,
-    _nl: NlParams,
-    _max_new: usize,
-) -> Result<(), String> {
-    use privlm_protocols::channel::Channel;
+    nl: NlParams,
+) -> Result<PartySession, String> {
+    Session::new(party, ch, Prefetched::new(dealer), Prg::from_os(), nl).map_err(|e| e.to_string())
+}
+
+/// Closes the peer channel at a message boundary (the dealer link closes when dropped).
+async fn finish(s: PartySession) {
+    let (ch, dealer) = s.into_parts();
+    let _ = ch.close().await;
     drop(dealer);
-    ch.abort(UNAVAILABLE).await;
-    Err(UNAVAILABLE.into())
+}
+
+/// The server's side of one session: its cost report.
+pub(crate) async fn serve(
+    ch: FramedChannel,
+    dealer: DealerClient<FramedChannel>,
+    model: Arc<Model>,
+    nl: NlParams,
+    prompt_len: usize,
+    max_new: usize,
+) -> Result<CostReport, String> {
+    let s = session(Party::P1, ch, dealer, nl)?;
+    let out = server_generate(s, &model, prompt_len, max_new)
+        .await
+        .map_err(|e| e.to_string())?;
+    finish(out.session).await;
+    Ok(out.report)
 }
 
 /// The client's side of one session: the generated tokens and the cost report.
 pub(crate) async fn generate(
     ch: FramedChannel,
     dealer: DealerClient<FramedChannel>,
-    _offer: &Offer,
-    _nl: NlParams,
-    _prompt: &[u32],
-    _max_new: usize,
-    _on_token: &mut (dyn FnMut(u32) + Send),
+    offer: &Offer,
+    nl: NlParams,
+    prompt: &[u32],
+    max_new: usize,
+    on_token: &mut (dyn FnMut(u32) + Send),
 ) -> Result<(Vec<u32>, CostReport), String> {
-    drop((ch, dealer));
-    Err(UNAVAILABLE.into())
+    let s = session(Party::P0, ch, dealer, nl)?;
+    let out = client_generate(s, &offer.manifest, prompt, max_new, on_token)
+        .await
+        .map_err(|e| e.to_string())?;
+    finish(out.session).await;
+    Ok((out.tokens, out.report))
 }

@@ -20,4 +20,4 @@ pub mod known_hosts;
 pub mod report;
 pub mod server;
 
-pub use glue::CostReport;
+pub use crate::secure::CostReport;

@@ -346,15 +346,26 @@ impl InferenceServer {
                 return Err(reason);
             }
         };
-        glue::serve(
+        let report = glue::serve(
             ch,
             dealer,
             self.inner.model.clone(),
-            &self.inner.offer,
-            cfg.nl.clone(),
+            cfg.nl,
+            req.prompt_len as usize,
             req.max_new_tokens as usize,
         )
-        .await
+        .await?;
+        let (peer, dealer) = report.total(None);
+        tracing::info!(
+            sent = peer.bytes_sent,
+            received = peer.bytes_recv,
+            dealer_received = dealer.bytes_recv,
+            setup_s = report.setup_seconds,
+            preprocessing_s = report.preprocessing_seconds,
+            online_s = report.online_seconds,
+            "session cost"
+        );
+        Ok(())
     }
 }
 
