@@ -338,7 +338,13 @@ pub async fn generate(
         &mut |t| on_event(ClientEvent::Token(t)),
     )
     .await
-    .map_err(ClientError::Session)?;
+    .map_err(|e| {
+        ClientError::Session(format!(
+            "the private generation with the server at {} (party P1; this client is P0) \
+             failed: {e}",
+            cfg.server
+        ))
+    })?;
     let text = tokenizer.decode_lossy(&tokens).unwrap_or_default();
     Ok(Generation {
         model: offer.model_name.clone(),
