@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod control;
+pub mod demo;
 mod glue;
 pub mod known_hosts;
 pub mod report;

@@ -39,6 +39,7 @@ use super::control::{
 use super::glue;
 use crate::model::Model;
 use crate::model::tokenizer::TokenizerKind;
+use crate::secure::CostReport;
 
 /// Where the dealer is and how to recognise it.
 #[derive(Clone, Debug)]
@@ -102,7 +103,11 @@ struct Inner {
     slots: Arc<Semaphore>,
     ids: Mutex<HashSet<SessionId>>,
     counters: Counters,
+    reports: Mutex<std::collections::VecDeque<CostReport>>,
 }
+
+/// How many finished sessions' cost reports a server keeps ([`InferenceServer::reports`]).
+pub const KEPT_REPORTS: usize = 16;
 
 /// The server (see the module docs). Cloning gives another handle to the same server.
 #[derive(Clone)]
@@ -172,6 +177,7 @@ impl InferenceServer {
                 slots,
                 ids: Mutex::new(HashSet::new()),
                 counters: Counters::default(),
+                reports: Mutex::new(std::collections::VecDeque::new()),
             }),
         })
     }
@@ -194,6 +200,12 @@ impl InferenceServer {
     /// Sessions that generated every token they asked for.
     pub fn sessions_completed(&self) -> u64 {
         self.inner.counters.completed.load(Ordering::Relaxed)
+    }
+
+    /// The cost reports of the last [`KEPT_REPORTS`] completed sessions, oldest first (the
+    /// server's side: what it sent and received, and what the dealer sent it).
+    pub fn reports(&self) -> Vec<CostReport> {
+        lock(&self.inner.reports).iter().cloned().collect()
     }
 
     /// Serves the connections of `incoming` (one task each) until the listener ends or
@@ -365,6 +377,11 @@ impl InferenceServer {
             online_s = report.online_seconds,
             "session cost"
         );
+        let mut kept = lock(&self.inner.reports);
+        if kept.len() == KEPT_REPORTS {
+            kept.pop_front();
+        }
+        kept.push_back(report);
         Ok(())
     }
 }
