@@ -40,11 +40,13 @@
 //! | [`reveal`](Engine::reveal) | `reveal` | the other party → `to`: its share (`8n` B) | none |
 //! | [`preprocess`](Engine::preprocess) | (base label) | dealer link only | the listed requests |
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Arc;
 
 use privlm_protocols::beaver::dealer::DealerClient;
 use privlm_protocols::beaver::ops::{BilinearOp, beaver_many};
-use privlm_protocols::beaver::weight::{ClientWeight, ServerWeight};
+use privlm_protocols::beaver::weight::{ClientWeight, PreparedQuery, ServerWeight};
 use privlm_protocols::beaver::{
     BeaverError, InsecureIdealDealer, Prefetched, Request, TripleProvider,
 };
@@ -212,8 +214,8 @@ impl<P: LinkStats + TripleProvider> LinkStats for Prefetched<P> {
 
 /// A server matrix of a [`SessionEngine`]: the plaintext on P1, `W − B` on P0.
 pub enum SessionWeight {
-    /// P0's masked weight.
-    Client(ClientWeight),
+    /// P0's masked weight (shared with the engine's registry, for preprocessing).
+    Client(Arc<ClientWeight>),
     /// P1's plaintext weight.
     Server(ServerWeight),
 }
@@ -238,10 +240,20 @@ impl SessionWeight {
 
 /// [`Engine`] over one protocol [`Session`] whose correlations come through a [`Prefetched`]
 /// source (so [`Engine::preprocess`] can fetch them ahead of the online ops).
+///
+/// **P0's preprocessing of weight products.** On the client, [`Engine::preprocess`] does more
+/// than fetch: for each server-weight request (`Request::Weight`) it also computes the
+/// input-independent half of the product, `A F + C_0` ([`ClientWeight::prepare`]), so the
+/// online step of [`Engine::matmul_weight`] and [`Engine::lookup`] is one subtraction and one
+/// message on the client (the server's product stays online: it needs the input).
 pub struct SessionEngine<C, K> {
     s: Session<C, Prefetched<K>>,
     phase: Phase,
     base: String,
+    /// P0: the registered weights by id.
+    weights: Vec<(u32, Arc<ClientWeight>)>,
+    /// P0: prepared queries, in request order (id, rows, query).
+    prepared: VecDeque<(u32, usize, PreparedQuery)>,
 }
 
 impl<C, K> std::fmt::Debug for SessionEngine<C, K> {
@@ -259,6 +271,8 @@ impl<C: Channel, K: TripleProvider> SessionEngine<C, K> {
             s: session,
             phase,
             base,
+            weights: Vec::new(),
+            prepared: VecDeque::new(),
         }
     }
 
@@ -328,6 +342,28 @@ impl<C: Channel, K: TripleProvider> SessionEngine<C, K> {
     fn share(&self, x: &RingTensor) -> AShare {
         AShare::new(self.s.party(), x.clone())
     }
+
+    /// P0: the prepared query for weight `id` with `n` rows, if preprocessing made one (it is
+    /// next in request order).
+    fn take_prepared(&mut self, id: u32, n: usize) -> Option<PreparedQuery> {
+        match self.prepared.front() {
+            Some((i, rows, _)) if *i == id && *rows == n => self.prepared.pop_front().map(|p| p.2),
+            _ => None,
+        }
+    }
+
+    async fn preprocess_one(&mut self, req: &Request) -> Result<(), BeaverError> {
+        if let Request::Weight { id, n, .. } = *req
+            && self.s.party() == Party::P0
+            && let Some((_, w)) = self.weights.iter().find(|(i, _)| *i == id)
+        {
+            let w = w.clone();
+            let q = w.prepare(self.s.correlations_mut().inner_mut(), n).await?;
+            self.prepared.push_back((id, n, q));
+            return Ok(());
+        }
+        self.s.correlations_mut().prefetch(req.clone()).await
+    }
 }
 
 fn ring(op: &'static str, shape: &[usize], data: Vec<u64>) -> Result<RingTensor, SecureError> {
@@ -357,7 +393,7 @@ impl<C: Channel, K: TripleProvider> Engine for SessionEngine<C, K> {
         self.s.set_cost_label(Phase::Preprocessing, &base);
         let mut r = Ok(());
         for req in requests {
-            r = self.s.correlations_mut().prefetch(req.clone()).await;
+            r = self.preprocess_one(req).await;
             if r.is_err() {
                 break;
             }
@@ -382,7 +418,7 @@ impl<C: Channel, K: TripleProvider> Engine for SessionEngine<C, K> {
                 .map(SessionWeight::Server),
             (Party::P0, None) => ClientWeight::setup(ch, prov, id, k, m)
                 .await
-                .map(SessionWeight::Client),
+                .map(|w| SessionWeight::Client(Arc::new(w))),
             (p, w) => Err(BeaverError::WrongParty(format!(
                 "{p:?} passed {} for weight {id} of shape [{k}, {m}]",
                 w.map_or("no values".into(), |w| format!(
@@ -391,7 +427,11 @@ impl<C: Channel, K: TripleProvider> Engine for SessionEngine<C, K> {
                 ))
             ))),
         };
-        self.end("setup_weight", r).await
+        let w = self.end("setup_weight", r).await?;
+        if let SessionWeight::Client(cw) = &w {
+            self.weights.push((id, cw.clone()));
+        }
+        Ok(w)
     }
 
     async fn setup_vector(
@@ -411,10 +451,15 @@ impl<C: Channel, K: TripleProvider> Engine for SessionEngine<C, K> {
     ) -> Result<RingTensor, SecureError> {
         self.begin("linear");
         let xs = self.share(x);
+        let prepared = match w {
+            SessionWeight::Client(w) => self.take_prepared(w.id(), xs.shape()[0]),
+            SessionWeight::Server(_) => None,
+        };
         let (ch, prov) = self.s.parts_mut();
-        let r = match w {
-            SessionWeight::Client(w) => w.matmul(ch, prov, &xs).await,
-            SessionWeight::Server(w) => w.matmul(ch, prov, &xs).await,
+        let r = match (w, prepared) {
+            (SessionWeight::Client(w), Some(q)) => w.matmul_prepared(ch, q, &xs).await,
+            (SessionWeight::Client(w), None) => w.matmul(ch, prov, &xs).await,
+            (SessionWeight::Server(w), _) => w.matmul(ch, prov, &xs).await,
         };
         self.end("linear", r.map(AShare::into_tensor)).await
     }
@@ -427,6 +472,10 @@ impl<C: Channel, K: TripleProvider> Engine for SessionEngine<C, K> {
     ) -> Result<RingTensor, SecureError> {
         self.begin("lookup");
         let v = w.shape()[0];
+        let prepared = match w {
+            SessionWeight::Client(w) => self.take_prepared(w.id(), n),
+            SessionWeight::Server(_) => None,
+        };
         let (ch, prov) = self.s.parts_mut();
         let r = match (w, ids) {
             (SessionWeight::Client(w), Some(ids)) if ids.len() == n => {
@@ -434,6 +483,14 @@ impl<C: Channel, K: TripleProvider> Engine for SessionEngine<C, K> {
                     Err(BeaverError::InvalidRequest(format!(
                         "token {t} outside the table of {v} rows"
                     )))
+                } else if let Some(q) = prepared {
+                    // The one-hot matrix is the client's whole input (the server's share is 0).
+                    let mut onehot = RingTensor::zeros(&[n, v]);
+                    for (row, &t) in ids.iter().enumerate() {
+                        onehot.data_mut()[row * v + t as usize] = 1;
+                    }
+                    w.matmul_prepared(ch, q, &AShare::new(Party::P0, onehot))
+                        .await
                 } else {
                     let ids: Vec<usize> = ids.iter().map(|&t| t as usize).collect();
                     w.lookup(ch, prov, &ids).await

@@ -73,25 +73,33 @@ pub struct CostReport {
     pub planning_seconds: f64,
     /// Online seconds per forward pass (the prompt, then one per further token).
     pub pass_seconds: Vec<f64>,
+    /// Online seconds per stage (`embedding`, `layer3/attn`, ..., `head`), summed over the
+    /// passes; weight preparation and prefetching excluded.
+    pub stage_seconds: Vec<(String, f64)>,
 }
 
 impl CostReport {
     /// Sum of the peer-channel and dealer-link counters of one phase (all phases: `None`).
     pub fn total(&self, phase: Option<Phase>) -> (Counters, Counters) {
         let (mut p, mut d) = (Counters::default(), Counters::default());
-        for e in self.entries.iter().filter(|e| phase.is_none_or(|ph| ph == e.phase)) {
+        for e in self
+            .entries
+            .iter()
+            .filter(|e| phase.is_none_or(|ph| ph == e.phase))
+        {
             p.accumulate(&e.peer);
             d.accumulate(&e.dealer);
         }
         (p, d)
     }
 
-    /// Counters summed per phase and per *group* of labels: the label up to its second `/`
-    /// (`layer3/attn`, `layer3/ffn`, `embedding`, `head`), in first-seen order per phase.
+    /// Counters summed per phase and per stage: the label's stage part (`layer3/attn`,
+    /// `layer3/ffn`, `embedding`, `head`), in label order per phase.
     pub fn by_group(&self) -> Vec<(Phase, String, Counters, Counters)> {
         let mut out: Vec<(Phase, String, Counters, Counters)> = Vec::new();
         for e in &self.entries {
-            let g: String = e.label.split('/').take(2).collect::<Vec<_>>().join("/");
+            let parts = if e.label.starts_with("layer") { 2 } else { 1 };
+            let g: String = e.label.split('/').take(parts).collect::<Vec<_>>().join("/");
             let g = if g.is_empty() { "(none)".into() } else { g };
             match out.iter_mut().find(|(p, l, _, _)| *p == e.phase && *l == g) {
                 Some((_, _, p, d)) => {
@@ -108,7 +116,7 @@ impl CostReport {
     /// channel, rounds, and dealer bytes received; then totals and times.
     pub fn table(&self) -> String {
         let mut s = format!(
-            "{} costs: prompt {} tokens, {} generated\n{:<14} {:<22} {:>14} {:>14} {:>8} {:>14}\n",
+            "{} costs: prompt {} tokens, {} generated\n{:<14} {:<22} {:>14} {:>14} {:>8} {:>14} {:>9}\n",
             self.party,
             self.prompt_len,
             self.new_tokens,
@@ -117,17 +125,27 @@ impl CostReport {
             "sent B",
             "received B",
             "rounds",
-            "dealer recv B"
+            "dealer recv B",
+            "seconds"
         );
         for (phase, label, p, d) in self.by_group() {
+            let secs = match phase {
+                Phase::Online => self
+                    .stage_seconds
+                    .iter()
+                    .find(|(l, _)| *l == label)
+                    .map_or(String::new(), |(_, t)| format!("{t:.3}")),
+                _ => String::new(),
+            };
             s.push_str(&format!(
-                "{:<14} {:<22} {:>14} {:>14} {:>8} {:>14}\n",
+                "{:<14} {:<22} {:>14} {:>14} {:>8} {:>14} {:>9}\n",
                 format!("{phase:?}"),
                 label,
                 p.bytes_sent,
                 p.bytes_recv,
                 p.rounds,
-                d.bytes_recv
+                d.bytes_recv,
+                secs
             ));
         }
         for phase in [Phase::Setup, Phase::Preprocessing, Phase::Online] {
@@ -144,7 +162,10 @@ impl CostReport {
         }
         s.push_str(&format!(
             "seconds: setup {:.3}, preprocessing {:.3}, online {:.3}, planning {:.3}\n",
-            self.setup_seconds, self.preprocessing_seconds, self.online_seconds, self.planning_seconds
+            self.setup_seconds,
+            self.preprocessing_seconds,
+            self.online_seconds,
+            self.planning_seconds
         ));
         s
     }
@@ -186,7 +207,10 @@ where
     K: TripleProvider + LinkStats,
 {
     if session.party() != Party::P0 {
-        return Err(SecureError::bad("client_generate", "the client's session is P0's"));
+        return Err(SecureError::bad(
+            "client_generate",
+            "the client's session is P0's",
+        ));
     }
     let (tokens, report, session) = run(
         session,
@@ -218,7 +242,10 @@ where
     K: TripleProvider + LinkStats,
 {
     if session.party() != Party::P1 {
-        return Err(SecureError::bad("server_generate", "the server's session is P1's"));
+        return Err(SecureError::bad(
+            "server_generate",
+            "the server's session is P1's",
+        ));
     }
     let (_, report, session) = run(
         session,
@@ -259,6 +286,7 @@ where
     let params = *session.params();
     let mut ops = SecureOps::new(SessionEngine::new(session), manifest)?;
     let w = prepare_weights(&mut ops, manifest, weights).await?;
+    ops.reset_stage_times();
 
     // The planner: the same forward over a recording engine, as the client with placeholder ids.
     let t_plan = Instant::now();
@@ -290,7 +318,15 @@ where
         let t = Instant::now();
         let dummy = vec![0u32; input.len()];
         planner.engine_mut().clear();
-        let po = forward(&mut planner, cfg, &pw, Tokens::Ids(&dummy), &mut plan_cache, opts).await?;
+        let po = forward(
+            &mut planner,
+            cfg,
+            &pw,
+            Tokens::Ids(&dummy),
+            &mut plan_cache,
+            opts,
+        )
+        .await?;
         planner.argmax(&po.logits).await?;
         ops.set_plan(planner.engine().plan());
         planning += t.elapsed();
@@ -300,6 +336,7 @@ where
         let pre0 = ops.times().preprocessing;
         let o = forward(&mut ops, cfg, &w, input, &mut cache, opts).await?;
         let tok = ops.argmax(&o.logits).await?;
+        ops.end_stage();
         let secs = (t.elapsed() - (ops.times().preprocessing - pre0)).as_secs_f64();
         online += secs;
         pass_seconds.push(secs);
@@ -310,12 +347,20 @@ where
                 Some(t)
             }
             (Party::P0, None) => {
-                return Err(SecureError::bad("argmax", "the client did not learn the token"));
+                return Err(SecureError::bad(
+                    "argmax",
+                    "the client did not learn the token",
+                ));
             }
             (Party::P1, _) => None,
         };
     }
     let times = ops.times();
+    let ops_stage_seconds: Vec<(String, f64)> = ops
+        .stage_times()
+        .iter()
+        .map(|(l, d)| (l.clone(), d.as_secs_f64()))
+        .collect();
     let session = ops.into_engine().into_session();
     let report = CostReport {
         party: match party {
@@ -330,6 +375,7 @@ where
         online_seconds: online,
         planning_seconds: planning.as_secs_f64(),
         pass_seconds,
+        stage_seconds: ops_stage_seconds,
     };
     Ok((out, report, session))
 }

@@ -23,7 +23,9 @@ pub mod ops;
 pub mod plan;
 
 pub use engine::{Engine, LinkStats, SessionEngine};
-pub use generate::{ClientOutput, CostEntry, CostReport, ServerOutput, client_generate, server_generate};
+pub use generate::{
+    ClientOutput, CostEntry, CostReport, ServerOutput, client_generate, server_generate,
+};
 pub use ops::SecureOps;
 pub use plan::PlanEngine;
 

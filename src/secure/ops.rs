@@ -117,11 +117,19 @@ pub struct SecureOps<E: Engine> {
     plan: VecDeque<(String, Vec<Request>)>,
     allow_reveal: bool,
     times: PhaseTimes,
+    /// The stage running now: its label, start, and the prefetching time at its start.
+    current: Option<(String, Instant, Duration)>,
+    stage_times: Vec<(String, Duration)>,
 }
 
 impl<E: Engine> std::fmt::Debug for SecureOps<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecureOps(party={:?}, label={:?})", self.e.party(), self.label)
+        write!(
+            f,
+            "SecureOps(party={:?}, label={:?})",
+            self.e.party(),
+            self.label
+        )
     }
 }
 
@@ -192,6 +200,8 @@ impl<E: Engine> SecureOps<E> {
             plan: VecDeque::new(),
             allow_reveal: false,
             times: PhaseTimes::default(),
+            current: None,
+            stage_times: Vec::new(),
         })
     }
 
@@ -229,6 +239,31 @@ impl<E: Engine> SecureOps<E> {
         self.times
     }
 
+    /// Ends the timing of the current stage (the next [`TensorOps::stage`] does it too).
+    pub fn end_stage(&mut self) {
+        if let Some((label, start, pre0)) = self.current.take() {
+            let t = start
+                .elapsed()
+                .saturating_sub(self.times.preprocessing.saturating_sub(pre0));
+            match self.stage_times.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, d)) => *d += t,
+                None => self.stage_times.push((label, t)),
+            }
+        }
+    }
+
+    /// Forgets the stage timings (for example those of the weight preparation).
+    pub fn reset_stage_times(&mut self) {
+        self.current = None;
+        self.stage_times.clear();
+    }
+
+    /// Online wall time per stage label (prefetching excluded), summed over the passes so far,
+    /// in first-seen order.
+    pub fn stage_times(&self) -> &[(String, Duration)] {
+        &self.stage_times
+    }
+
     /// Number of weight ids registered so far.
     pub fn weights_registered(&self) -> u32 {
         self.next_id
@@ -264,7 +299,11 @@ impl<E: Engine> SecureOps<E> {
         self.e.set_cost_label(Phase::Online, &label);
     }
 
-    fn need_values<'a, T>(&self, op: &'static str, v: Option<&'a T>) -> Result<Option<&'a T>, SecureError> {
+    fn need_values<'a, T>(
+        &self,
+        op: &'static str,
+        v: Option<&'a T>,
+    ) -> Result<Option<&'a T>, SecureError> {
         match (self.e.party(), v) {
             (Party::P1, None) => Err(bad(op, "the server must pass the weight values")),
             (Party::P0, Some(_)) => Err(bad(op, "the client must not hold weight values")),
@@ -344,7 +383,10 @@ impl<E: Engine> TensorOps for SecureOps<E> {
             .map(|e| ring("prepare_embedding", &[v, d], enc_all(&e.wte)))
             .transpose()?;
         let wt = match (&w, self.tied_head) {
-            (Some(w), true) => Some(w.transpose().map_err(|e| bad("prepare_embedding", e.to_string()))?),
+            (Some(w), true) => Some(
+                w.transpose()
+                    .map_err(|e| bad("prepare_embedding", e.to_string()))?,
+            ),
             _ => None,
         };
         let table = self.e.setup_weight(id, v, d, w).await?;
@@ -365,7 +407,9 @@ impl<E: Engine> TensorOps for SecureOps<E> {
     }
 
     fn stage(&mut self, stage: Stage) {
+        self.end_stage();
         self.label = stage_label(stage);
+        self.current = Some((self.label.clone(), Instant::now(), self.times.preprocessing));
         self.pending = Some(self.label.clone());
         self.online_phase();
     }
@@ -374,7 +418,12 @@ impl<E: Engine> TensorOps for SecureOps<E> {
         FixedOps.rows(x)
     }
 
-    fn row_range(&self, x: &RingTensor, start: usize, len: usize) -> Result<RingTensor, SecureError> {
+    fn row_range(
+        &self,
+        x: &RingTensor,
+        start: usize,
+        len: usize,
+    ) -> Result<RingTensor, SecureError> {
         Ok(FixedOps.row_range(x, start, len)?)
     }
 
@@ -420,7 +469,9 @@ impl<E: Engine> TensorOps for SecureOps<E> {
             (p, _) => {
                 return Err(bad(
                     "embed",
-                    format!("{p:?} got the wrong kind of tokens (the client passes the ids, the server their number)"),
+                    format!(
+                        "{p:?} got the wrong kind of tokens (the client passes the ids, the server their number)"
+                    ),
                 ));
             }
         };
@@ -437,32 +488,50 @@ impl<E: Engine> TensorOps for SecureOps<E> {
         Ok(x)
     }
 
-    async fn linear(&mut self, x: &RingTensor, w: &Self::Linear) -> Result<RingTensor, SecureError> {
+    async fn linear(
+        &mut self,
+        x: &RingTensor,
+        w: &Self::Linear,
+    ) -> Result<RingTensor, SecureError> {
         let (_, k) = dims2("linear", x)?;
         if k != w.shape.d_in {
             return Err(bad(
                 "linear",
-                format!("input width {k} for a {} -> {} layer", w.shape.d_in, w.shape.d_out),
+                format!(
+                    "input width {k} for a {} -> {} layer",
+                    w.shape.d_in, w.shape.d_out
+                ),
             ));
         }
         let mut y = self.linear_trunc(x, &w.w).await?;
         if let Some(b) = &w.bias {
             for row in y.data_mut().chunks_mut(w.shape.d_out.max(1)) {
-                row.iter_mut().zip(b).for_each(|(o, bb)| *o = o.wrapping_add(*bb));
+                row.iter_mut()
+                    .zip(b)
+                    .for_each(|(o, bb)| *o = o.wrapping_add(*bb));
             }
         }
         Ok(y)
     }
 
-    async fn lm_head(&mut self, x: &RingTensor, e: &Self::Embedding) -> Result<RingTensor, SecureError> {
+    async fn lm_head(
+        &mut self,
+        x: &RingTensor,
+        e: &Self::Embedding,
+    ) -> Result<RingTensor, SecureError> {
         let (_, k) = dims2("lm_head", x)?;
         if k != e.shape.d {
-            return Err(bad("lm_head", format!("input width {k} for width {}", e.shape.d)));
+            return Err(bad(
+                "lm_head",
+                format!("input width {k} for width {}", e.shape.d),
+            ));
         }
-        let head = e
-            .head
-            .as_ref()
-            .ok_or_else(|| bad("lm_head", "the model's LM head is untied: use its own linear"))?;
+        let head = e.head.as_ref().ok_or_else(|| {
+            bad(
+                "lm_head",
+                "the model's LM head is untied: use its own linear",
+            )
+        })?;
         self.linear_trunc(x, head).await
     }
 
@@ -472,9 +541,15 @@ impl<E: Engine> TensorOps for SecureOps<E> {
         self.e.trunc(&y, FRAC_BITS).await
     }
 
-    async fn layer_norm(&mut self, x: &RingTensor, n: &Self::Norm) -> Result<RingTensor, SecureError> {
+    async fn layer_norm(
+        &mut self,
+        x: &RingTensor,
+        n: &Self::Norm,
+    ) -> Result<RingTensor, SecureError> {
         self.enter().await?;
-        self.e.layer_norm(x, &n.gain, n.bias.as_deref(), n.eps).await
+        self.e
+            .layer_norm(x, &n.gain, n.bias.as_deref(), n.eps)
+            .await
     }
 
     async fn gelu(&mut self, x: &RingTensor) -> Result<RingTensor, SecureError> {
@@ -527,7 +602,11 @@ impl<E: Engine> TensorOps for SecureOps<E> {
         ring("attn_scores", &shape, out)
     }
 
-    async fn causal_softmax(&mut self, s: &RingTensor, offset: usize) -> Result<RingTensor, SecureError> {
+    async fn causal_softmax(
+        &mut self,
+        s: &RingTensor,
+        offset: usize,
+    ) -> Result<RingTensor, SecureError> {
         let (_, r, c) = dims3("causal_softmax", s)?;
         if c != offset + r {
             return Err(bad(
@@ -539,7 +618,11 @@ impl<E: Engine> TensorOps for SecureOps<E> {
         self.e.softmax(s, Mask::Causal, None).await
     }
 
-    async fn attn_values(&mut self, p: &RingTensor, v: &RingTensor) -> Result<RingTensor, SecureError> {
+    async fn attn_values(
+        &mut self,
+        p: &RingTensor,
+        v: &RingTensor,
+    ) -> Result<RingTensor, SecureError> {
         let (h, _, t) = dims3("attn_values", p)?;
         let (hv, t2, _) = dims3("attn_values", v)?;
         if hv != h || t2 != t {

@@ -216,7 +216,9 @@ impl Engine for PlanEngine {
 
     async fn trunc(&mut self, x: &RingTensor, bits: u32) -> Result<RingTensor, SecureError> {
         let n = x.len();
-        self.counted("trunc", |c| Plain::run(Arith::trunc(c, &n, bits)).map(|_| ()))?;
+        self.counted("trunc", |c| {
+            Plain::run(Arith::trunc(c, &n, bits)).map(|_| ())
+        })?;
         Ok(zeros(x.shape()))
     }
 

@@ -43,6 +43,11 @@ impl<P: TripleProvider> Prefetched<P> {
         &self.inner
     }
 
+    /// The inner provider, given back (queued material is dropped).
+    pub fn into_inner(self) -> P {
+        self.inner
+    }
+
     /// The inner provider, mutable.
     pub fn inner_mut(&mut self) -> &mut P {
         &mut self.inner
