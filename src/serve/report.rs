@@ -5,7 +5,8 @@
 //! The rows group the engine's labels by their first component (`control`, `handshake`,
 //! `embedding`, `layer0`, ..., `head`). Counts are the client's: "c→s" is what the client
 //! sent, "s→c" what it received; "dealer" is what the dealer sent it. Rounds are the
-//! client's send flights on the peer link.
+//! client's send flights on the peer link; "seconds" the online time of the group's stages as
+//! the engine measured it (summed over the forward passes).
 
 use privlm_protocols::channel::{Counters, Phase};
 
@@ -27,7 +28,7 @@ pub fn human_bytes(b: u64) -> String {
 }
 
 /// One row of the table: per phase, the peer and dealer counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Row {
     /// The group (`layer0`, `head`, ...).
     pub group: String,
@@ -37,6 +38,8 @@ pub struct Row {
     pub preprocessing: (Counters, Counters),
     /// Online: peer, dealer.
     pub online: (Counters, Counters),
+    /// Online seconds (the engine's per-stage times of this group).
+    pub online_seconds: f64,
 }
 
 impl Row {
@@ -55,7 +58,7 @@ pub fn rows(r: &CostReport) -> Vec<Row> {
     let mut out: Vec<Row> = Vec::new();
     for e in &r.entries {
         let g = e.label.split('/').next().unwrap_or("");
-        let g = if g.is_empty() { "(session)" } else { g };
+        let g = if g.is_empty() { "(pairing)" } else { g };
         if e.peer == Counters::default() && e.dealer == Counters::default() {
             continue;
         }
@@ -73,10 +76,16 @@ pub fn rows(r: &CostReport) -> Vec<Row> {
         slot.0.accumulate(&e.peer);
         slot.1.accumulate(&e.dealer);
     }
+    for (stage, secs) in &r.stage_seconds {
+        let g = stage.split('/').next().unwrap_or("");
+        if let Some(row) = out.iter_mut().find(|row| row.group == g) {
+            row.online_seconds += secs;
+        }
+    }
     // Layers in numeric order, after the embedding, before the head.
     let rank = |g: &str| -> (u8, usize) {
         match g {
-            "(session)" | "control" | "handshake" => (0, 0),
+            "(pairing)" | "control" | "handshake" => (0, 0),
             "embedding" => (1, 0),
             "head" => (3, 0),
             _ => match g.strip_prefix("layer").and_then(|n| n.parse().ok()) {
@@ -92,7 +101,7 @@ pub fn rows(r: &CostReport) -> Vec<Row> {
 fn line(name: &str, r: &Row) -> String {
     let h = human_bytes;
     format!(
-        "{:<11} {:>10} {:>10} {:>10} | {:>10} | {:>10} {:>10} {:>10} {:>7}\n",
+        "{:<11} {:>10} {:>10} {:>10} | {:>10} | {:>10} {:>10} {:>10} {:>7} {:>8.3}\n",
         name,
         h(r.setup.0.bytes_sent),
         h(r.setup.0.bytes_recv),
@@ -102,6 +111,7 @@ fn line(name: &str, r: &Row) -> String {
         h(r.online.0.bytes_recv),
         h(r.online.1.bytes_recv),
         r.online.0.rounds,
+        r.online_seconds,
     )
 }
 
@@ -109,14 +119,14 @@ fn line(name: &str, r: &Row) -> String {
 pub fn report_table(r: &CostReport) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<11} {:>32} | {:>10} | {:>47}\n",
+        "{:<11} {:>32} | {:>10} | {:>56}\n",
         "", "setup (once per session)", "preproc.", "online"
     ));
     s.push_str(&format!(
-        "{:<11} {:>10} {:>10} {:>10} | {:>10} | {:>10} {:>10} {:>10} {:>7}\n",
-        "layer", "c→s", "s→c", "dealer", "dealer", "c→s", "s→c", "dealer", "rounds"
+        "{:<11} {:>10} {:>10} {:>10} | {:>10} | {:>10} {:>10} {:>10} {:>7} {:>8}\n",
+        "layer", "c→s", "s→c", "dealer", "dealer", "c→s", "s→c", "dealer", "rounds", "seconds"
     ));
-    s.push_str(&"-".repeat(102));
+    s.push_str(&"-".repeat(111));
     s.push('\n');
     let mut total = Row::default();
     for row in rows(r) {
@@ -129,8 +139,9 @@ pub fn report_table(r: &CostReport) -> String {
             t.0.accumulate(&x.0);
             t.1.accumulate(&x.1);
         }
+        total.online_seconds += row.online_seconds;
     }
-    s.push_str(&"-".repeat(102));
+    s.push_str(&"-".repeat(111));
     s.push('\n');
     s.push_str(&line("total", &total));
     let all = r.total(None);
@@ -202,6 +213,7 @@ mod tests {
                 e(Phase::Preprocessing, "layer2/ffn/gelu", c(0, 0, 0), c(0, 50, 0)),
                 e(Phase::Online, "embedding/lookup", c(1, 1, 1), c(0, 0, 0)),
             ],
+            stage_seconds: vec![("layer2/attn".into(), 0.5), ("layer2/ffn".into(), 0.25)],
             ..CostReport::default()
         };
         let rows = rows(&r);
@@ -214,6 +226,7 @@ mod tests {
         });
         assert_eq!(rows[1].preprocessing.1.bytes_recv, 50);
         assert_eq!(rows[1].setup.0.bytes_recv, 100);
+        assert_eq!(rows[1].online_seconds, 0.75);
         let t = report_table(&r);
         assert!(t.contains("layer10") && t.contains("total"), "{t}");
         assert_eq!(human_bytes(999), "999 B");
