@@ -7,7 +7,13 @@ use std::process::Command;
 #[test]
 fn demo_runs_and_reports_both_architectures() {
     let out = Command::new(env!("CARGO_BIN_EXE_privlm"))
-        .args(["demo", "--max-new-tokens", "3", "--prompt", "def f(x):\n    return "])
+        .args([
+            "demo",
+            "--max-new-tokens",
+            "3",
+            "--prompt",
+            "def f(x):\n    return ",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run privlm demo");

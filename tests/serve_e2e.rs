@@ -43,8 +43,12 @@ fn generate_and_check(model: &str, n: usize) {
         String::from_utf8_lossy(&out.stderr),
         server.stderr()
     );
-    eprintln!("{model}: {n} tokens in {:.2} s\n{stdout}", t.elapsed().as_secs_f64());
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    eprintln!(
+        "{model}: {n} tokens in {:.2} s\n{stdout}",
+        t.elapsed().as_secs_f64()
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let tokens: Vec<u32> = v["tokens"]
         .as_array()
         .unwrap()
@@ -52,7 +56,11 @@ fn generate_and_check(model: &str, n: usize) {
         .map(|t| t.as_u64().unwrap() as u32)
         .collect();
     assert_eq!(tokens.len(), n);
-    assert_eq!(tokens, mirror_tokens(&model_dir(model), PROMPT, n), "{model}");
+    assert_eq!(
+        tokens,
+        mirror_tokens(&model_dir(model), PROMPT, n),
+        "{model}"
+    );
     // The streamed text and the table.
     assert!(stdout.starts_with(PROMPT), "{stdout}");
     for want in ["layer0", "layer3", "head", "total", "online", "seconds:"] {
@@ -99,10 +107,18 @@ fn wait_with_stderr(mut child: std::process::Child, limit: Duration) -> (bool, S
     loop {
         if let Some(st) = child.try_wait().unwrap() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             return (st.success(), err);
         }
-        assert!(t.elapsed() < limit, "the client did not stop within {limit:?}");
+        assert!(
+            t.elapsed() < limit,
+            "the client did not stop within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -135,7 +151,10 @@ fn client_killed_mid_generation_frees_the_session() {
         }
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("busy"), "{err}");
-        assert!(t.elapsed() < Duration::from_secs(20), "the session was not freed");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the session was not freed"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(

@@ -32,7 +32,10 @@ fn bad_requests_are_refused_with_helpful_messages() {
             &["--prompt", &"x".repeat(126), "--max-new-tokens", "5"],
             "exceeds the model's context of 128 tokens: shorten the prompt to at most 123",
         ),
-        (&["--prompt", "hi", "--model", "nope"], "hosts model `sm_ln_g`"),
+        (
+            &["--prompt", "hi", "--model", "nope"],
+            "hosts model `sm_ln_g`",
+        ),
         (
             &["--prompt", "hi", "--frac-bits", "12"],
             "fixed-point fractional bits differ: ours 12, peer 16",
@@ -91,7 +94,12 @@ fn unknown_model_dir_is_refused() {
     let out = run({
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_privlm-server"));
         c.args(["--model", "/nonexistent/model", "--listen", "127.0.0.1:0"])
-            .args(["--dealer", "127.0.0.1:1", "--dealer-fingerprint", &dealer_fp])
+            .args([
+                "--dealer",
+                "127.0.0.1:1",
+                "--dealer-fingerprint",
+                &dealer_fp,
+            ])
             .args(["--client-fingerprint", &dealer_fp, "--identity"])
             .arg(dir.join("server-id"));
         c
@@ -179,9 +187,13 @@ fn misbehaving_clients_do_not_delay_others() {
         let mut hold = Vec::new();
         // Silent and garbage TCP connections (no TLS).
         for i in 0..4 {
-            let mut s = tokio::net::TcpStream::connect(server.addr.as_str()).await.unwrap();
+            let mut s = tokio::net::TcpStream::connect(server.addr.as_str())
+                .await
+                .unwrap();
             if i % 2 == 1 {
-                s.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\xff garbage").await.unwrap();
+                s.write_all(b"GET / HTTP/1.1\r\n\r\n\x00\xff garbage")
+                    .await
+                    .unwrap();
             }
             hold.push(s);
         }
@@ -262,7 +274,10 @@ fn duplicate_session_id_is_refused() {
         let out = tokio::task::spawn_blocking(move || run(cmd)).await.unwrap();
         let err = stderr_of(&out);
         assert!(!out.status.success());
-        assert!(err.contains("already in use") && err.contains("fresh random id"), "{err}");
+        assert!(
+            err.contains("already in use") && err.contains("fresh random id"),
+            "{err}"
+        );
         drop(a);
     });
 }

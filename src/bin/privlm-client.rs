@@ -48,15 +48,27 @@ errors on standard error; --json FILE writes the tokens, the text and the costs.
 #[command(name = "privlm-client", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
 struct Cli {
     /// The server's address, HOST:PORT.
-    #[arg(long, value_name = "ADDR", required_unless_present = "show_fingerprint")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        required_unless_present = "show_fingerprint"
+    )]
     server: Option<String>,
 
     /// The dealer's address, HOST:PORT.
-    #[arg(long, value_name = "ADDR", required_unless_present = "show_fingerprint")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        required_unless_present = "show_fingerprint"
+    )]
     dealer: Option<String>,
 
     /// The prompt (UTF-8 text; the server never sees it).
-    #[arg(long, value_name = "TEXT", required_unless_present = "show_fingerprint")]
+    #[arg(
+        long,
+        value_name = "TEXT",
+        required_unless_present = "show_fingerprint"
+    )]
     prompt: Option<String>,
 
     /// Tokens to generate.
@@ -98,11 +110,21 @@ struct Cli {
     quiet: bool,
 
     /// Timeout of each connection and TLS handshake, in seconds.
-    #[arg(long, value_name = "S", default_value_t = 10, help_heading = "Timeouts")]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 10,
+        help_heading = "Timeouts"
+    )]
     connect_timeout_secs: u64,
 
     /// Longest wait for the server's or the dealer's next message, in seconds.
-    #[arg(long, value_name = "S", default_value_t = 120, help_heading = "Timeouts")]
+    #[arg(
+        long,
+        value_name = "S",
+        default_value_t = 120,
+        help_heading = "Timeouts"
+    )]
     timeout_secs: u64,
 
     /// Fixed-point fractional bits (AGREEMENT: must equal the server's; leave the default).
@@ -152,14 +174,23 @@ impl Utf8Stream {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let id_dir = cli.identity.clone().unwrap_or_else(|| home_file("client-id"));
+    let id_dir = cli
+        .identity
+        .clone()
+        .unwrap_or_else(|| home_file("client-id"));
     let identity = Identity::load_or_create(&id_dir)
         .with_context(|| format!("cannot load or create the identity in {}", id_dir.display()))?;
     if cli.show_fingerprint {
-        println!("privlm-client certificate fingerprint {}", identity.fingerprint());
+        println!(
+            "privlm-client certificate fingerprint {}",
+            identity.fingerprint()
+        );
         return Ok(());
     }
-    let known = cli.known_hosts.clone().unwrap_or_else(|| home_file("known_hosts"));
+    let known = cli
+        .known_hosts
+        .clone()
+        .unwrap_or_else(|| home_file("known_hosts"));
     let trust = |fp: Option<Fingerprint>| match fp {
         Some(fp) => Trust::Pinned(fp),
         None => Trust::KnownHosts(known.clone()),

@@ -60,11 +60,19 @@ struct Cli {
     name: Option<String>,
 
     /// Address to listen on, for example 0.0.0.0:7410 (port 0 picks a free port).
-    #[arg(long, value_name = "ADDR", required_unless_present = "show_fingerprint")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        required_unless_present = "show_fingerprint"
+    )]
     listen: Option<String>,
 
     /// The dealer's address, HOST:PORT.
-    #[arg(long, value_name = "ADDR", required_unless_present = "show_fingerprint")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        required_unless_present = "show_fingerprint"
+    )]
     dealer: Option<String>,
 
     /// The dealer's certificate fingerprint (64 hex digits; privlm-dealer prints it at start).
@@ -139,8 +147,8 @@ fn positive_usize(s: &str) -> Result<usize, String> {
 
 /// Reads fingerprints, one per line (first word), skipping blank and `#` lines.
 fn read_fingerprints(path: &Path) -> anyhow::Result<Vec<Fingerprint>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let Some(word) = line.split_whitespace().next() else {
@@ -286,8 +294,7 @@ mod tests {
         assert_eq!(c.max_sessions, 4);
         assert!(Cli::try_parse_from(["privlm-server", "--identity", "i"]).is_err());
         assert!(
-            Cli::try_parse_from(["privlm-server", "--identity", "i", "--show-fingerprint"])
-                .is_ok()
+            Cli::try_parse_from(["privlm-server", "--identity", "i", "--show-fingerprint"]).is_ok()
         );
     }
 }

@@ -15,10 +15,10 @@ use super::control::{
     SessionRequest, check_request, session_params,
 };
 use super::glue;
-use crate::secure::CostReport;
 use super::known_hosts::{KnownHosts, Trust, mismatch_message};
 use super::server::{DealerLink, connect_dealer, peer_channel_config};
 use crate::model::tokenizer::Tokenizer;
+use crate::secure::CostReport;
 
 /// Why a client run failed. Every message says what went wrong and, where it can, what to do.
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +207,9 @@ fn connect_error(what: &str, addr: &str, e: TlsError) -> ClientError {
         }
         _ => String::new(),
     };
-    ClientError::Connect(format!("cannot connect to the {what} at {addr}: {e}.{hint}"))
+    ClientError::Connect(format!(
+        "cannot connect to the {what} at {addr}: {e}.{hint}"
+    ))
 }
 
 /// Runs one private generation of `max_new_tokens` tokens after `prompt` (see the module
@@ -248,7 +250,9 @@ pub async fn generate(
         .map_err(|e| channel_failure("server", e))?;
     if let Err(reason) = offer.validate() {
         ch.abort(&reason).await;
-        return Err(ClientError::Session(format!("unusable server offer: {reason}")));
+        return Err(ClientError::Session(format!(
+            "unusable server offer: {reason}"
+        )));
     }
     let tokenizer: Box<dyn Tokenizer> = offer.tokenizer.build();
     let prompt_tokens = tokenizer.encode(prompt);

@@ -196,7 +196,9 @@ pub fn check_request(offer: &Offer, req: &SessionRequest) -> Result<(), String> 
         return Err("empty prompt: give at least one token of text (--prompt TEXT)".into());
     }
     if n == 0 {
-        return Err("nothing to generate: ask for at least one new token (--max-new-tokens)".into());
+        return Err(
+            "nothing to generate: ask for at least one new token (--max-new-tokens)".into(),
+        );
     }
     if n > u64::from(offer.max_new_tokens) {
         return Err(format!(
@@ -247,7 +249,13 @@ mod tests {
 
     fn offer() -> Offer {
         let mut cfg = ModelConfig::gpt2_small(Architecture::gpt2(), 16);
-        (cfg.n_layer, cfg.n_head, cfg.d_model, cfg.d_ff, cfg.vocab_size) = (1, 2, 8, 32, 256);
+        (
+            cfg.n_layer,
+            cfg.n_head,
+            cfg.d_model,
+            cfg.d_ff,
+            cfg.vocab_size,
+        ) = (1, 2, 8, 32, 256);
         let m = Model::random(cfg, 1).unwrap();
         Offer {
             version: SERVE_PROTOCOL_VERSION,
@@ -281,7 +289,10 @@ mod tests {
         let e = check_request(&o, &req(4, 9)).unwrap_err();
         assert!(e.contains("at most 8 per session"), "{e}");
         let e = check_request(&o, &req(9, 8)).unwrap_err();
-        assert!(e.contains("context of 16") && e.contains("at most 8 tokens"), "{e}");
+        assert!(
+            e.contains("context of 16") && e.contains("at most 8 tokens"),
+            "{e}"
+        );
         let e = check_request(&o, &req(u32::MAX, 8)).unwrap_err();
         assert!(e.contains("context"), "{e}");
         let mut r = req(1, 1);
@@ -315,7 +326,10 @@ mod tests {
         let o = offer();
         let nl = NlParams::default();
         let a = session_params(&o.manifest, 16, &nl).unwrap();
-        assert_eq!(a.hash(), session_params(&o.manifest, 16, &nl).unwrap().hash());
+        assert_eq!(
+            a.hash(),
+            session_params(&o.manifest, 16, &nl).unwrap().hash()
+        );
         let b = session_params(&o.manifest, 12, &nl).unwrap();
         assert_eq!(
             a.first_difference(&b).unwrap().field,
@@ -324,7 +338,12 @@ mod tests {
         let mut m = o.manifest.clone();
         m.layers[0].score_scale *= 2.0;
         let c = session_params(&m, 16, &nl).unwrap();
-        assert!(a.first_difference(&c).unwrap().field.contains("manifest_sha256"));
+        assert!(
+            a.first_difference(&c)
+                .unwrap()
+                .field
+                .contains("manifest_sha256")
+        );
     }
 
     #[test]

@@ -20,7 +20,8 @@ use crate::model::{Model, Sampling};
 use crate::secure::CostReport;
 
 /// The demo's default prompt: the shipped models were trained on Python code.
-pub const DEFAULT_PROMPT: &str = "import os\n\n\ndef read_lines(path):\n    with open(path) as f:\n        return f.";
+pub const DEFAULT_PROMPT: &str =
+    "import os\n\n\ndef read_lines(path):\n    with open(path) as f:\n        return f.";
 
 /// What the demo runs.
 #[derive(Clone, Debug)]
@@ -122,11 +123,10 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<(Vec<DemoRun>, String), Demo
     let mut runs = Vec::new();
     for dir in [&opts.baseline, &opts.guided] {
         pb.set_message(format!("loading {}", dir.display()));
-        let model = Arc::new(
-            Model::load(dir).map_err(|e| {
+        let model =
+            Arc::new(Model::load(dir).map_err(|e| {
                 DemoError(format!("cannot load the model in {}: {e}", dir.display()))
-            })?,
-        );
+            })?);
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -138,13 +138,14 @@ pub async fn run_demo(opts: &DemoOptions) -> Result<(Vec<DemoRun>, String), Demo
             kind.build().encode(&opts.prompt)
         };
         pb.set_message(format!("{name}: plaintext generation"));
-        let plain = model.generate(
-            &prompt_ids,
-            opts.max_new_tokens as usize,
-            Sampling::Greedy,
-            0,
-        )
-        .map_err(err)?;
+        let plain = model
+            .generate(
+                &prompt_ids,
+                opts.max_new_tokens as usize,
+                Sampling::Greedy,
+                0,
+            )
+            .map_err(err)?;
         let (kind, _) =
             crate::model::tokenizer::TokenizerKind::for_vocab_size(model.config().vocab_size)
                 .map_err(err)?;
@@ -303,10 +304,7 @@ pub fn render(opts: &DemoOptions, runs: &[DemoRun]) -> String {
         ));
         s.push_str(&format!(
             "  {:<34} {:>22} {:>22} {:>9}\n",
-            "",
-            ga.architecture,
-            gb.architecture,
-            "ratio"
+            "", ga.architecture, gb.architecture, "ratio"
         ));
         let both = |f: &dyn Fn(&DemoRun) -> u64| [f(a), f(b)];
         let peer = |r: &DemoRun, ph: Phase| r.generation.cost.total(Some(ph)).0;
@@ -357,9 +355,7 @@ pub fn render(opts: &DemoOptions, runs: &[DemoRun]) -> String {
         s.push_str(&line);
         s.push_str(&format!(
             "  {:<34} {:>21.2}s {:>21.2}s\n",
-            "wall time of the generation",
-            ga.generation_seconds,
-            gb.generation_seconds
+            "wall time of the generation", ga.generation_seconds, gb.generation_seconds
         ));
         s.push_str(
             "\nPer layer: privlm-client prints the full table (see README: three machines).\n",

@@ -73,7 +73,9 @@ impl KnownHosts {
     pub fn add(&mut self, addr: &str, fp: Fingerprint) -> Result<(), String> {
         use std::io::Write;
         if addr.is_empty() || addr.chars().any(char::is_whitespace) {
-            return Err(format!("cannot record the address {addr:?} (empty or with spaces)"));
+            return Err(format!(
+                "cannot record the address {addr:?} (empty or with spaces)"
+            ));
         }
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -151,7 +153,11 @@ mod tests {
         let e = KnownHosts::load(&path).unwrap_err();
         assert!(e.contains("line 1"), "{e}");
         std::fs::write(&path, "h:1\n").unwrap();
-        assert!(KnownHosts::load(&path).unwrap_err().contains("ADDRESS FINGERPRINT"));
+        assert!(
+            KnownHosts::load(&path)
+                .unwrap_err()
+                .contains("ADDRESS FINGERPRINT")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

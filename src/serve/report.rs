@@ -205,12 +205,27 @@ mod tests {
         };
         let r = CostReport {
             entries: vec![
-                e(Phase::Online, "layer10/attn/softmax", c(5, 6, 1), c(0, 7, 0)),
+                e(
+                    Phase::Online,
+                    "layer10/attn/softmax",
+                    c(5, 6, 1),
+                    c(0, 7, 0),
+                ),
                 e(Phase::Online, "head/argmax", c(1, 1, 1), c(0, 0, 0)),
-                e(Phase::Setup, "layer2/attn/setup_weight", c(0, 100, 1), c(0, 3, 0)),
+                e(
+                    Phase::Setup,
+                    "layer2/attn/setup_weight",
+                    c(0, 100, 1),
+                    c(0, 3, 0),
+                ),
                 e(Phase::Online, "layer2/attn/softmax", c(5, 6, 2), c(0, 7, 0)),
                 e(Phase::Online, "layer2/ffn/gelu", c(1, 1, 1), c(0, 1, 0)),
-                e(Phase::Preprocessing, "layer2/ffn/gelu", c(0, 0, 0), c(0, 50, 0)),
+                e(
+                    Phase::Preprocessing,
+                    "layer2/ffn/gelu",
+                    c(0, 0, 0),
+                    c(0, 50, 0),
+                ),
                 e(Phase::Online, "embedding/lookup", c(1, 1, 1), c(0, 0, 0)),
             ],
             stage_seconds: vec![("layer2/attn".into(), 0.5), ("layer2/ffn".into(), 0.25)],

@@ -235,7 +235,11 @@ impl InferenceServer {
 
     /// Handles one authenticated connection to its end (see the module docs).
     pub async fn handle(&self, ch: FramedChannel, addr: SocketAddr) {
-        let n = self.inner.counters.connections.fetch_add(1, Ordering::Relaxed);
+        let n = self
+            .inner
+            .counters
+            .connections
+            .fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("conn", n, peer = %addr, session = tracing::field::Empty);
         self.handle_inner(ch, &span).instrument(span.clone()).await;
     }
@@ -306,7 +310,10 @@ impl InferenceServer {
         let started = Instant::now();
         match self.session(ch, &req, permit).await {
             Ok(()) => {
-                self.inner.counters.completed.fetch_add(1, Ordering::Relaxed);
+                self.inner
+                    .counters
+                    .completed
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::info!(seconds = started.elapsed().as_secs_f64(), "session done");
             }
             Err(e) => tracing::warn!(error = %e, "session ended with an error"),

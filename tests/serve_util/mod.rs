@@ -26,7 +26,9 @@ pub fn temp_dir(name: &str) -> PathBuf {
 
 /// The repository's shipped model `name`.
 pub fn model_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name)
 }
 
 /// A child process killed when dropped; its standard error is collected.
