@@ -12,7 +12,7 @@ use privlm::model::{Model, ModelConfig, Sampling, TemperatureForm};
 use privlm::protocols::beaver::Prefetched;
 use privlm::protocols::beaver::dealer::DealerClient;
 use privlm::protocols::channel::tls::{self, Fingerprint, Identity, TlsListener};
-use privlm::protocols::channel::{Channel, ChannelConfig, Phase};
+use privlm::protocols::channel::{ChannelConfig, Phase};
 use privlm::protocols::nonlinear::NlParams;
 use privlm::protocols::prg::Prg;
 use privlm::protocols::session::Session;

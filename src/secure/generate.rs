@@ -11,8 +11,9 @@
 //! 2. Per forward pass (the prompt, then one position per generated token through the
 //!    secret-shared KV cache: each further token costs one position, not the prompt again):
 //!    each party lists the pass's correlation requests with [`PlanEngine`] (local, from public
-//!    shapes) and, stage by stage, **prefetches** them (`Phase::Preprocessing`, dealer link
-//!    only) before running the stage's **online** ops (`Phase::Online`). The LM head runs on
+//!    shapes) and **prefetches** them all (`Phase::Preprocessing`, dealer link only, labelled
+//!    by stage; the client also computes its input-independent half of every weight product)
+//!    before running the pass's **online** ops (`Phase::Online`). The LM head runs on
 //!    the last position only; the argmax is revealed to the client only.
 //!
 //! The prompt length and the number of tokens are public: the caller agrees on them with the
@@ -330,6 +331,8 @@ where
         planner.argmax(&po.logits).await?;
         ops.set_plan(planner.engine().plan());
         planning += t.elapsed();
+        // Preprocessing of the whole pass, before its online phase.
+        ops.prefetch_plan().await?;
 
         // Run it.
         let t = Instant::now();

@@ -234,6 +234,21 @@ impl<E: Engine> SecureOps<E> {
         self.plan = plan.into();
     }
 
+    /// Fetches the whole plan now (every stage's requests, under its label and
+    /// `Phase::Preprocessing`), before the forward pass runs: the online phase then only
+    /// consumes. Needs the memory of a whole pass's correlations; without this call the plan is
+    /// fetched stage by stage.
+    pub async fn prefetch_plan(&mut self) -> Result<(), SecureError> {
+        let t = Instant::now();
+        while let Some((label, reqs)) = self.plan.pop_front() {
+            self.e.set_cost_label(Phase::Online, &label);
+            self.e.preprocess(&reqs).await?;
+        }
+        self.online_phase();
+        self.times.preprocessing += t.elapsed();
+        Ok(())
+    }
+
     /// Time spent so far in weight preparation and in prefetching.
     pub fn times(&self) -> PhaseTimes {
         self.times
