@@ -158,9 +158,9 @@ fn trust_on_first_use_records_and_checks() {
 }
 
 /// Several clients that connect and say nothing, or send garbage (before or after TLS), do not
-/// crash the server nor delay a well-behaved client; a second live session with the same id is
-/// refused; a server at its session limit refuses as busy; ids and slots are freed when a
-/// client leaves.
+/// crash the server nor delay a well-behaved client (accepted at once, and a whole private
+/// generation while they are still connected); a server at its session limit refuses as busy;
+/// ids and slots are freed when a client leaves.
 #[test]
 fn misbehaving_clients_do_not_delay_others() {
     let dir = temp_dir("misbehave");
@@ -246,6 +246,20 @@ fn misbehaving_clients_do_not_delay_others() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(ok, "the slot and the id were not freed");
+        // A whole private generation while the misbehaving connections are still open.
+        let t = Instant::now();
+        loop {
+            let mut cmd = client_cmd(&dir, &server, &dealer);
+            cmd.args(["--prompt", "def ", "--max-new-tokens", "2"]);
+            let out = tokio::task::spawn_blocking(move || run(cmd)).await.unwrap();
+            if out.status.success() {
+                break;
+            }
+            let err = stderr_of(&out);
+            assert!(err.contains("busy"), "{err}");
+            assert!(t.elapsed() < Duration::from_secs(20), "never served");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         drop((hold, silent));
     });
     assert!(server.stderr().contains("refused a client"));
