@@ -112,6 +112,22 @@ async fn every_architecture_generates_the_mirrors_tokens() {
         assert!(setup.bytes_sent > 0, "{arch}: weights set up");
         let (online_c, _) = c.total(Some(Phase::Online));
         assert!(online_c.bytes_sent > 0 && c.pass_seconds.len() == 6);
+        // What one party sends the other receives, per (phase, label).
+        for e in &c.entries {
+            let peer = s
+                .entries
+                .iter()
+                .find(|x| (x.phase, &x.label) == (e.phase, &e.label));
+            let (sent, recv) = peer.map_or((0, 0), |x| (x.peer.bytes_sent, x.peer.bytes_recv));
+            assert_eq!(
+                (e.peer.bytes_sent, e.peer.bytes_recv),
+                (recv, sent),
+                "{arch} {e:?}"
+            );
+        }
+        // The report goes through JSON unchanged.
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<CostReport>(&json).unwrap(), c);
     }
 }
 
@@ -207,4 +223,43 @@ async fn rounds_per_layer_do_not_grow_with_heads() {
     let four = layer_rounds(4).await;
     assert!(!one.is_empty());
     assert_eq!(one, four, "rounds per label, 1 head vs 4 heads");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parties_that_disagree_on_the_prompt_length_both_fail_without_hanging() {
+    let model = Model::random(small("SM+LN+G", 2), 9).unwrap();
+    let (s0, s1) = sessions(9);
+    let manifest = model.manifest();
+    let mut on_token = |_| {};
+    let run = async {
+        tokio::join!(
+            client_generate(s0, &manifest, &[1, 2, 3, 4], 2, &mut on_token),
+            server_generate(s1, &model, 3, 2)
+        )
+    };
+    let (c, s) = tokio::time::timeout(std::time::Duration::from_secs(60), run)
+        .await
+        .expect("no hang");
+    let (ce, se) = (
+        c.err().expect("client fails"),
+        s.err().expect("server fails"),
+    );
+    println!("client: {ce}\nserver: {se}");
+    assert!(se.to_string().contains("length mismatch"), "{se}");
+    assert!(ce.to_string().contains("aborted"), "{ce}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_never_takes_weight_values() {
+    let model = Model::random(small("SM+ScFuFFN", 2), 4).unwrap();
+    let (s0, s1) = sessions(4);
+    let manifest = model.manifest();
+    // The client with weight values is refused before anything is sent.
+    let mut ops = SecureOps::new(SessionEngine::new(s0), &manifest).unwrap();
+    let e = prepare_weights(&mut ops, &manifest, Some(model.weights()))
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("client must not hold"), "{e}");
+    drop(s1);
 }
