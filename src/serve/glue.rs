@@ -26,11 +26,12 @@ fn session(
     Session::new(party, ch, Prefetched::new(dealer), Prg::from_os(), nl).map_err(|e| e.to_string())
 }
 
-/// Closes the peer channel at a message boundary (the dealer link closes when dropped).
+/// Closes the peer channel and the dealer link at message boundaries (the dealer ends the
+/// session cleanly when both parties have closed).
 async fn finish(s: PartySession) {
     let (ch, dealer) = s.into_parts();
-    let _ = ch.close().await;
-    drop(dealer);
+    let dealer = dealer.into_inner().into_channel();
+    let _ = tokio::join!(ch.close(), dealer.close());
 }
 
 /// The server's side of one session: its cost report.
