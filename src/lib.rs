@@ -14,5 +14,6 @@ pub mod entropy;
 pub mod model;
 pub mod net;
 pub mod secure;
+pub mod serve;
 
 pub use privlm_protocols as protocols;

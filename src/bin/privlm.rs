@@ -1,7 +1,9 @@
 //! `privlm`: the demo and utility command line.
 //!
 //! Commands:
-//! - `privlm demo`: the private-inference demo (placeholder until the end-to-end issue);
+//! - `privlm demo`: the private-inference demo (`privlm::serve::demo`): dealer, server and
+//!   client on loopback TLS, two shipped models, private beside plaintext text, costs side by
+//!   side;
 //! - `privlm entropy`: the attention-entropy analysis of Jha & Reagen, "Entropy-Guided
 //!   Attention for Private LLMs" (2025), section 3: per layer and head, the Shannon entropy of
 //!   the attention rows averaged over the query positions, on a given text, written as a
@@ -22,12 +24,15 @@ use anyhow::{Context, Result, bail};
 use privlm::entropy::{EntropyAccumulator, report, table};
 use privlm::model::tokenizer::{self, Tokenizer, TokenizerKind, TokenizerSource};
 use privlm::model::{Architecture, Model, ModelConfig, TemperatureForm};
+use privlm::serve::demo::DemoOptions;
 
 const USAGE: &str = "\
 privlm: two-party secure inference for GPT-2-style language models
 
 USAGE:
-    privlm demo                      the private-inference demo (not yet available)
+    privlm demo [OPTIONS]            the private-inference demo: dealer, server and client on
+                                     loopback TLS, two shipped models, private beside
+                                     plaintext text and their costs side by side
     privlm entropy [OPTIONS]         attention entropy per layer and head on a text
     privlm train [OPTIONS]           train a model (runs the privlm-train binary; see
                                      `privlm train --help` and docs/training.md)
@@ -35,7 +40,26 @@ USAGE:
                                      (bytes, rounds, dealer traffic, projected seconds)
     privlm help [COMMAND]            this help, or a command's help
 
-Run `privlm help entropy` for the entropy options.
+Run `privlm help demo` or `privlm help entropy` for their options.
+";
+
+const DEMO_USAGE: &str = "\
+privlm demo: private inference on loopback TLS
+
+Starts a dealer, a server and a client in this process with fresh TLS identities, and
+generates text privately from two shipped models: the SM+LN+G baseline (models/sm_ln_g) and
+the entropy-guided EReg(SM(t)+ScFuFFN) (models/ereg_sm_t_scfuffn). Prints the private text
+beside the plaintext model's for the same prompt, and both architectures' costs side by side.
+
+USAGE:
+    privlm demo [--prompt TEXT] [--max-new-tokens N] [--baseline DIR] [--guided DIR]
+
+OPTIONS:
+    --prompt TEXT          the prompt [default: a few lines of Python; the models were
+                           trained on Python code]
+    --max-new-tokens N     tokens to generate per model [default: 16]
+    --baseline DIR         the baseline model [default: models/sm_ln_g]
+    --guided DIR           the entropy-guided model [default: models/ereg_sm_t_scfuffn]
 ";
 
 const ENTROPY_USAGE: &str = "\
@@ -77,19 +101,63 @@ SHAPE OPTIONS (with --random-arch; defaults are GPT-2 small at T = 128):
                          SM(t) with one temperature per head (default: per head and query)
 ";
 
+/// Parses the demo's options.
+fn demo_options(args: &[String]) -> Result<DemoOptions> {
+    let mut o = DemoOptions::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--prompt" => o.prompt = val()?.clone(),
+            "--max-new-tokens" => {
+                o.max_new_tokens = val()?.parse().context("--max-new-tokens: a number")?
+            }
+            "--baseline" => o.baseline = PathBuf::from(val()?),
+            "--guided" => o.guided = PathBuf::from(val()?),
+            other => bail!("unknown demo option {other:?}; see `privlm help demo`"),
+        }
+    }
+    if o.max_new_tokens == 0 {
+        bail!("--max-new-tokens must be at least 1");
+    }
+    Ok(o)
+}
+
+/// Runs the demo on a multi-threaded runtime and prints its report.
+fn run_demo(o: DemoOptions) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let t = Instant::now();
+    let (_, text) = rt.block_on(privlm::serve::demo::run_demo(&o))?;
+    print!("{text}");
+    println!("demo finished in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cmd = args.first().map(String::as_str).unwrap_or("demo");
     let rest = args.get(1..).unwrap_or(&[]);
     match cmd {
         "demo" => {
-            println!("privlm demo: the private-inference demo is not yet available.");
-            println!("It lands with the end-to-end issue (client, server and dealer over TLS).");
-            ExitCode::SUCCESS
+            if rest.iter().any(|a| a == "--help" || a == "-h") {
+                print!("{DEMO_USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            match demo_options(rest).and_then(run_demo) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         "help" | "--help" | "-h" => {
             match rest.first().map(String::as_str) {
                 Some("entropy") => print!("{ENTROPY_USAGE}"),
+                Some("demo") => print!("{DEMO_USAGE}"),
                 Some("train") => return run_train(&["--help".to_string()]),
                 Some("cost") => return run_cost(&["--help".to_string()]),
                 _ => print!("{USAGE}"),

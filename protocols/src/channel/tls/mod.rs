@@ -149,6 +149,24 @@ pub fn client_config(
     Ok(Arc::new(cfg))
 }
 
+/// The client configuration for trust on first use: like [`client_config`], but any server
+/// certificate is accepted (its handshake signature is still checked); the caller reads the
+/// fingerprint from the connection and decides.
+fn client_config_unpinned(identity: &Identity) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let p = provider();
+    let algs = p.signature_verification_algorithms;
+    let mut cfg = rustls::ClientConfig::builder_with_provider(p)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(config_err)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verify::PinnedVerifier::any(algs)))
+        .with_client_auth_cert(vec![identity.cert()], identity.key())
+        .map_err(config_err)?;
+    cfg.resumption = rustls::client::Resumption::disabled();
+    cfg.enable_sni = false;
+    Ok(Arc::new(cfg))
+}
+
 /// The server configuration: TLS 1.3 only, client certificates required and accepted only if
 /// their fingerprint is in `clients`.
 pub fn server_config(
@@ -205,6 +223,39 @@ where
     A: ToSocketAddrs + fmt::Display,
 {
     let config = client_config(identity, server)?;
+    connect_with(addr, config, timeout).await.map(|(s, _)| s)
+}
+
+/// Connects like [`connect`] but accepts whatever certificate the server presents and returns
+/// its fingerprint: for *trust on first use* (ssh's `known_hosts`), where the caller has no
+/// pin yet. The TLS 1.3 handshake signature is still checked, so the server holds the key of
+/// the certificate whose fingerprint is returned; whether that is the right server is the
+/// caller's decision, to be made before anything secret is sent (record the fingerprint, or
+/// compare it with one obtained out of band).
+pub async fn connect_unpinned<A>(
+    addr: A,
+    identity: &Identity,
+    cfg: ChannelConfig,
+    timeout: Duration,
+) -> Result<(FramedChannel, Fingerprint), TlsError>
+where
+    A: ToSocketAddrs + fmt::Display,
+{
+    let config = client_config_unpinned(identity)?;
+    let (stream, fp) = connect_with(addr, config, timeout).await?;
+    Ok((FramedChannel::new(stream, cfg), fp))
+}
+
+/// TCP connect, TLS handshake and ready byte, each bounded by `timeout`; returns the stream
+/// and the fingerprint of the certificate the server presented.
+async fn connect_with<A>(
+    addr: A,
+    config: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<(TlsStream, Fingerprint), TlsError>
+where
+    A: ToSocketAddrs + fmt::Display,
+{
     let tcp = match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
         Ok(Ok(tcp)) => tcp,
         Ok(Err(e)) => {
@@ -235,6 +286,16 @@ where
             .connect(name, tcp)
             .await
             .map_err(|e| handshake_error(&peer, e))?;
+        let fingerprint = s
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| Fingerprint::of_der(c))
+            .ok_or_else(|| TlsError::Handshake {
+                peer: peer.clone(),
+                reason: "the server presented no certificate".into(),
+            })?;
         let mut ready = [0u8; 1];
         s.read_exact(&mut ready)
             .await
@@ -245,7 +306,7 @@ where
                 reason: format!("expected the ready byte, got {:#04x}", ready[0]),
             });
         }
-        Ok(TlsStream::from(s))
+        Ok((TlsStream::from(s), fingerprint))
     };
     match tokio::time::timeout(timeout, handshake).await {
         Ok(r) => r,
