@@ -1,0 +1,546 @@
+//! Issue 16: the attack table against `privlm-server` as a real process over loopback TLS (the
+//! server's counterpart of `tests/dealer_hardening.rs::attack_table_each_followed_by_a_good_session`).
+//! One dealer and one server; attacks in sequence; after each a well-behaved `privlm-client`
+//! must generate the fixed-point mirror's token (its duration is the recovery figure) and the
+//! server's `VmRSS` must stay near its baseline. Prints the table with
+//! `cargo test --release --test server_attacks -- --nocapture`.
+
+mod serve_util;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use privlm::model::{Model, Sampling};
+use privlm::protocols::channel::ChannelConfig;
+use privlm::protocols::channel::tls::{self, Identity, TlsStream};
+use privlm::serve::control::{Accepted, SessionId, SessionRequest};
+use serve_util::*;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const MORE: u32 = 1 << 31;
+const ABORT: u32 = 1 << 30;
+const PROMPT: &str = "def ";
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Open file descriptors of process `pid`.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Seeded xorshift bytes.
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
+}
+
+/// A TLS connection to the server framed by hand, to send what `FramedChannel` never sends.
+struct Raw(TlsStream);
+
+impl Raw {
+    async fn connect(server: &Proc, id: &Identity) -> Raw {
+        let s = tls::connect_stream(
+            server.addr.as_str(),
+            id,
+            server.fingerprint,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+        Raw(s)
+    }
+
+    /// Connects and reads the offer.
+    async fn offered(server: &Proc, id: &Identity) -> Raw {
+        let mut r = Raw::connect(server, id).await;
+        r.message().await.expect("the offer");
+        r
+    }
+
+    async fn frame(&mut self, flags: u32, payload: &[u8]) -> std::io::Result<()> {
+        self.0
+            .write_all(&(flags | payload.len() as u32).to_le_bytes())
+            .await?;
+        self.0.write_all(payload).await?;
+        self.0.flush().await
+    }
+
+    /// The next message; `Err` with the server's reason for an abort frame, or the I/O error.
+    async fn message(&mut self) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        loop {
+            let mut h = [0u8; 4];
+            tokio::time::timeout(Duration::from_secs(15), self.0.read_exact(&mut h))
+                .await
+                .map_err(|_| "no answer within 15 s".to_string())?
+                .map_err(|e| e.to_string())?;
+            let h = u32::from_le_bytes(h);
+            let mut data = vec![0u8; (h & 0xff_ffff) as usize];
+            self.0
+                .read_exact(&mut data)
+                .await
+                .map_err(|e| e.to_string())?;
+            if h & ABORT != 0 {
+                return Err(String::from_utf8_lossy(&data).into_owned());
+            }
+            out.extend_from_slice(&data);
+            if h & MORE == 0 {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Sends a valid request and reads the acceptance.
+    async fn accepted(&mut self, prompt_len: u32, max_new: u32) -> SessionId {
+        let sid = SessionId::random();
+        self.frame(0, &encode(&request(sid, prompt_len, max_new)))
+            .await
+            .unwrap();
+        let a = self.message().await.expect("accepted");
+        let (a, _): (Accepted, usize) =
+            bincode::serde::decode_from_slice(&a, bincode::config::standard()).unwrap();
+        assert_eq!(a.session_id, sid);
+        sid
+    }
+}
+
+/// A TLS client that presents no certificate and accepts any server certificate.
+fn no_cert_client() -> Arc<tokio_rustls::rustls::ClientConfig> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::client::danger::{
+        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+    };
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+
+    #[derive(Debug)]
+    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls12_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &rustls::DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(
+                m,
+                c,
+                d,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    let p = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(p.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer(p)))
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+/// Reads from `s` until the server closes it or `secs` pass; how long that took (`None`:
+/// still open).
+async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, secs: u64) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let r = tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    r.ok().map(|()| start.elapsed())
+}
+
+/// The fixed-point mirror's greedy first token after `PROMPT`.
+fn mirror_token(model: &Path) -> u32 {
+    let m = Model::load(model).unwrap();
+    let ids: Vec<u32> = PROMPT.bytes().map(u32::from).collect();
+    m.to_fixed().generate(&ids, 1, Sampling::Greedy, 0).unwrap()[0]
+}
+
+struct Bench {
+    dir: std::path::PathBuf,
+    dealer: Proc,
+    server: Proc,
+    want: u32,
+    run: u32,
+}
+
+impl Bench {
+    /// A well-behaved client generates one token privately; it must be the mirror's. Returns
+    /// how long the client took (process start to exit).
+    fn good(&mut self) -> Duration {
+        self.run += 1;
+        let json = self.dir.join(format!("out-{}.json", self.run));
+        let mut cmd = client_cmd(&self.dir, &self.server, &self.dealer);
+        cmd.args(["--prompt", PROMPT, "--max-new-tokens", "1", "--json"])
+            .arg(&json);
+        let t = Instant::now();
+        let out = run(cmd);
+        let took = t.elapsed();
+        assert!(
+            out.status.success(),
+            "client failed: {}\nserver: {}",
+            String::from_utf8_lossy(&out.stderr),
+            self.server.stderr()
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(v["tokens"][0].as_u64(), Some(u64::from(self.want)));
+        took
+    }
+}
+
+#[test]
+fn attack_table_each_followed_by_a_good_client() {
+    let started = Instant::now();
+    let dir = temp_dir("attacks");
+    let (_, cfp) = client_identity(&dir);
+    let (_, sfp) = server_identity(&dir);
+    let model = model_dir("sm_ln_g");
+    let want = mirror_token(&model);
+    let dealer = start_dealer(&dir, &[cfp, sfp]);
+    // Short timeouts so that silent peers are given up quickly.
+    let server = start_server(
+        &dir,
+        &model,
+        &dealer,
+        &[cfp],
+        &[
+            "--request-timeout-secs",
+            "1",
+            "--handshake-timeout-secs",
+            "2",
+            "--idle-timeout-secs",
+            "3",
+        ],
+    );
+    let pid = server.child.id();
+    let mut b = Bench {
+        dir: dir.clone(),
+        dealer,
+        server,
+        want,
+        run: 0,
+    };
+    // Warm-up: the allocator's arenas of the worker threads fill during the first sessions.
+    let first = b.good();
+    for _ in 0..3 {
+        b.good();
+    }
+    let base = rss_kib(pid);
+    let fds0 = fds(pid);
+    let id = Identity::load(&dir.join("client-id")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    let mut table: Vec<(String, String, Duration, u64)> = Vec::new();
+    let mut row = |name: &str, outcome: String, b: &mut Bench| {
+        let took = b.good();
+        assert!(
+            took < Duration::from_secs(10),
+            "after {name}: the good client took {took:?}"
+        );
+        table.push((name.to_string(), outcome, took, rss_kib(pid)));
+    };
+
+    // 1. Random bytes instead of a TLS ClientHello.
+    let outcome = rt.block_on(async {
+        let mut tcp = TcpStream::connect(b.server.addr.as_str()).await.unwrap();
+        let _ = tcp.write_all(&random_bytes(4096, 0x9e37_79b9)).await;
+        let t = closed_within(&mut tcp, 10).await;
+        assert!(t.is_some(), "random bytes: the connection stayed open");
+        format!("closed by the server after {:.0?}", t.unwrap())
+    });
+    row("4 KiB of random bytes before TLS", outcome, &mut b);
+
+    // 2. A certificate the server does not pin.
+    let outcome = rt.block_on(async {
+        let stranger = Identity::generate().unwrap();
+        let r = tls::connect(
+            b.server.addr.as_str(),
+            &stranger,
+            b.server.fingerprint,
+            ChannelConfig::default(),
+            Duration::from_secs(10),
+        )
+        .await;
+        match r {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("an unknown certificate was accepted"),
+        }
+    });
+    row("TLS client with an unknown certificate", outcome, &mut b);
+
+    // 3. No client certificate at all.
+    let outcome = rt.block_on(async {
+        let tcp = TcpStream::connect(b.server.addr.as_str()).await.unwrap();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from("privlm.invalid")
+            .unwrap()
+            .to_owned();
+        match tokio_rustls::TlsConnector::from(no_cert_client())
+            .connect(name, tcp)
+            .await
+        {
+            Err(e) => format!("handshake failed: {e}"),
+            Ok(mut s) => {
+                let mut one = [0u8; 1];
+                match tokio::time::timeout(Duration::from_secs(10), s.read(&mut one)).await {
+                    Ok(Ok(0)) => "closed by the server".into(),
+                    Ok(Ok(_)) => panic!("no certificate: the server sent data"),
+                    Ok(Err(e)) => format!("refused: {e}"),
+                    Err(_) => panic!("no certificate: the connection stayed open"),
+                }
+            }
+        }
+    });
+    row("TLS client with no certificate", outcome, &mut b);
+
+    // 4. Framing attacks where the session request is due.
+    let header_attacks: [(&str, u8); 3] = [
+        ("frame header announcing 16 MiB as the request", 0),
+        ("MORE frames towards a 1 GiB request", 1),
+        ("reserved header bits", 2),
+    ];
+    for (what, kind) in header_attacks {
+        let outcome = rt.block_on(async {
+            let mut r = Raw::offered(&b.server, &id).await;
+            let mut sent = 0usize;
+            match kind {
+                0 => r.0.write_all(&0x00ff_ffffu32.to_le_bytes()).await.unwrap(),
+                1 => {
+                    let chunk = vec![0u8; 60 << 10];
+                    while sent < 1 << 30 {
+                        match tokio::time::timeout(
+                            Duration::from_millis(500),
+                            r.frame(MORE, &chunk),
+                        )
+                        .await
+                        {
+                            Ok(Ok(())) => sent += chunk.len(),
+                            _ => break,
+                        }
+                    }
+                }
+                _ => r.0.write_all(&0x0f00_0010u32.to_le_bytes()).await.unwrap(),
+            }
+            let _ = r.0.flush().await;
+            let reason = r.message().await.unwrap_err();
+            let want = if kind == 2 {
+                "malformed frame header"
+            } else {
+                "exceeds the limit"
+            };
+            assert!(reason.contains(want), "{reason}");
+            if kind == 1 {
+                format!("{reason} (after {} KiB)", sent >> 10)
+            } else {
+                reason
+            }
+        });
+        row(what, outcome, &mut b);
+    }
+
+    // 5. A valid TLS connection, then a wrong message where the request is due.
+    let sid = SessionId::random();
+    let mut with_trailing = encode(&request(sid, 1, 1));
+    with_trailing.extend_from_slice(&[1, 2, 3]);
+    let wrong_version = SessionRequest {
+        version: 99,
+        ..request(sid, 1, 1)
+    };
+    let wrong: [(&str, Vec<u8>); 6] = [
+        (
+            "an acceptance where the request is due",
+            encode(&Accepted { session_id: sid }),
+        ),
+        ("a request with trailing bytes", with_trailing),
+        ("a request of protocol version 99", encode(&wrong_version)),
+        ("a request 5000 bytes long", random_bytes(5000, 7)),
+        ("1000 random bytes as the request", random_bytes(1000, 11)),
+        ("an empty message as the request", Vec::new()),
+    ];
+    for (what, bytes) in wrong {
+        let outcome = rt.block_on(async {
+            let mut r = Raw::offered(&b.server, &id).await;
+            r.frame(0, &bytes).await.unwrap();
+            r.message().await.unwrap_err()
+        });
+        row(&format!("valid TLS, then {what}"), outcome, &mut b);
+    }
+
+    // 6. A silent client is given up after the request timeout (1 s here).
+    let outcome = rt.block_on(async {
+        let mut r = Raw::offered(&b.server, &id).await;
+        let t = Instant::now();
+        let reason = r.message().await.unwrap_err();
+        assert!(reason.contains("no session request within"), "{reason}");
+        format!("{reason} (after {:.1?})", t.elapsed())
+    });
+    row("valid TLS, then silence", outcome, &mut b);
+
+    // 7. An accepted session, then garbage instead of the session handshake.
+    let outcome = rt.block_on(async {
+        let mut r = Raw::offered(&b.server, &id).await;
+        r.accepted(4, 1).await;
+        let _ = r.frame(0, &random_bytes(300, 13)).await;
+        let t = closed_within(&mut r.0, 15).await;
+        assert!(t.is_some(), "garbage handshake: the connection stayed open");
+        format!("closed by the server after {:.0?}", t.unwrap())
+    });
+    row(
+        "accepted, then garbage instead of the session handshake",
+        outcome,
+        &mut b,
+    );
+
+    // 8. Disconnects in every phase.
+    let phases = [
+        "after TCP connect",
+        "half-way through the TLS handshake",
+        "after TLS, before the offer is read",
+        "after the offer, before the request",
+        "in the middle of a frame header",
+        "in the middle of the request",
+        "after the acceptance, before the session handshake",
+        "mid-generation (privlm-client killed after 1 s)",
+    ];
+    for (phase, what) in phases.iter().enumerate() {
+        rt.block_on(async {
+            let s = &b.server;
+            match phase {
+                0 => drop(TcpStream::connect(s.addr.as_str()).await.unwrap()),
+                1 => {
+                    let mut tcp = TcpStream::connect(s.addr.as_str()).await.unwrap();
+                    tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+                        .await
+                        .unwrap();
+                }
+                2 => drop(Raw::connect(s, &id).await),
+                3 => drop(Raw::offered(s, &id).await),
+                4 => {
+                    let mut r = Raw::offered(s, &id).await;
+                    r.0.write_all(&[0x20, 0x00]).await.unwrap();
+                    r.0.flush().await.unwrap();
+                }
+                5 => {
+                    let mut r = Raw::offered(s, &id).await;
+                    r.0.write_all(&[0x40, 0, 0, 0, 1, 2, 3]).await.unwrap();
+                    r.0.flush().await.unwrap();
+                }
+                6 => {
+                    let mut r = Raw::offered(s, &id).await;
+                    r.accepted(4, 1).await;
+                }
+                _ => {}
+            }
+        });
+        if phase == 7 {
+            let mut cmd = client_cmd(&b.dir, &b.server, &b.dealer);
+            cmd.args(["--prompt", PROMPT, "--max-new-tokens", "64"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let mut child = cmd.spawn().unwrap();
+            std::thread::sleep(Duration::from_secs(1));
+            let still_running = matches!(child.try_wait(), Ok(None));
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(still_running, "the client finished within 1 s");
+        }
+        row(&format!("disconnect {what}"), "-".into(), &mut b);
+    }
+
+    // Descriptors: every attack's connection is gone (give the server a moment).
+    let mut fds1 = fds(pid);
+    for _ in 0..50 {
+        if fds1 <= fds0 + 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        fds1 = fds(pid);
+    }
+    // Memory after the table: more good clients must not grow it further (a leak would).
+    let after_table = rss_kib(pid);
+    for _ in 0..5 {
+        b.good();
+    }
+    let after_more = rss_kib(pid);
+    eprintln!("\n| attack | outcome | good client after | server VmRSS after |");
+    eprintln!("|---|---|---|---|");
+    for (name, outcome, took, rss) in &table {
+        eprintln!(
+            "| {name} | {} | {took:.0?} | {rss} KiB ({:+} KiB) |",
+            outcome.replace('|', "/"),
+            *rss as i64 - base as i64
+        );
+    }
+    eprintln!(
+        "first good client {first:.0?}; baseline VmRSS {base} KiB; descriptors {fds0} before, \
+         {fds1} after; VmRSS {after_table} KiB after the table, {after_more} KiB after 5 more \
+         good clients; whole test {:.1?}",
+        started.elapsed()
+    );
+    assert!(fds1 <= fds0 + 2, "descriptors: {fds0} before, {fds1} after");
+    let last = table.last().unwrap().3;
+    assert!(last < base + 48 * 1024, "VmRSS {last} KiB from {base} KiB");
+    assert!(
+        after_more < after_table + 8 * 1024,
+        "VmRSS grew from {after_table} KiB to {after_more} KiB over 5 good clients"
+    );
+    assert!(b.server.stderr().contains("refused a client"));
+}
