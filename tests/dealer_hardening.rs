@@ -696,7 +696,13 @@ async fn waiting_parties_that_send_are_sent_away() {
         let flood = |i: usize| {
             let d = &d;
             async move {
-                let mut r = d.raw(if i % 2 == 0 { Party::P0 } else { Party::P1 }).await;
+                let mut r = d
+                    .raw(if i.is_multiple_of(2) {
+                        Party::P0
+                    } else {
+                        Party::P1
+                    })
+                    .await;
                 r.hello(DEALER_PROTOCOL_VERSION, Party::P0, sid()).await;
                 // 1 MiB frames (the parties' frame size) or 1 KiB messages, as fast as the
                 // dealer takes them, for at most 2 s or 64 MiB.
@@ -754,7 +760,13 @@ async fn oversized_hellos_are_refused_at_once() {
         let big = |i: usize| {
             let d = &d;
             async move {
-                let mut r = d.raw(if i % 2 == 0 { Party::P0 } else { Party::P1 }).await;
+                let mut r = d
+                    .raw(if i.is_multiple_of(2) {
+                        Party::P0
+                    } else {
+                        Party::P1
+                    })
+                    .await;
                 // 1 MiB frames (the parties' frame size) or 60 KiB frames (under the dealer's).
                 let payload = vec![b'h'; if i < 2 { 1 << 20 } else { 60 << 10 }];
                 let mut sent = 0usize;

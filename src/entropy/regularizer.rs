@@ -250,7 +250,7 @@ pub fn entropy_regularizer<A: AsRef<[f32]>>(
 /// `g = ∂loss/∂a`, returns `∂loss/∂z` with `∂loss/∂z_j = a_j (g_j − Σ_k a_k g_k)`. Masked
 /// entries (a = 0) get 0. Logits scaled by `1/(τ√d_k)` need that factor applied by the caller.
 pub fn softmax_backward(a: &[f32], g: &[f32], t: usize) -> Result<Vec<f32>, EntropyError> {
-    if t == 0 || a.len() != g.len() || a.len() % t != 0 {
+    if t == 0 || a.len() != g.len() || !a.len().is_multiple_of(t) {
         return Err(EntropyError::Shape(format!(
             "softmax_backward: {} probabilities, {} gradients, row length {t}",
             a.len(),

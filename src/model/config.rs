@@ -271,7 +271,7 @@ impl ModelConfig {
                 return bad(field, "must be positive".into());
             }
         }
-        if self.d_model % self.n_head != 0 {
+        if !self.d_model.is_multiple_of(self.n_head) {
             return bad(
                 "d_model",
                 format!(

@@ -766,7 +766,7 @@ fn expand_mux(party: Party, st: &Streams, n: usize, k: usize, corr: Vec<u64>) ->
 }
 
 fn mask_bits(mut w: Vec<u64>, n: usize) -> Vec<u64> {
-    if n % 64 != 0
+    if !n.is_multiple_of(64)
         && let Some(last) = w.last_mut()
     {
         *last &= mask64(n % 64);

@@ -110,10 +110,10 @@ where
 /// one millisecond, too coarse for a LAN's delays, so the last `SPIN` are spent yielding.
 async fn wait_until(deadline: Instant) {
     const SPIN: Duration = Duration::from_micros(1500);
-    if let Some(early) = deadline.checked_sub(SPIN) {
-        if early > Instant::now() {
-            tokio::time::sleep_until(early).await;
-        }
+    if let Some(early) = deadline.checked_sub(SPIN)
+        && early > Instant::now()
+    {
+        tokio::time::sleep_until(early).await;
     }
     while Instant::now() < deadline {
         tokio::task::yield_now().await;

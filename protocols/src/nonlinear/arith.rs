@@ -28,7 +28,7 @@ impl std::fmt::Debug for Bits {
 }
 
 fn tail_mask(len: usize) -> u64 {
-    if len % 64 == 0 {
+    if len.is_multiple_of(64) {
         u64::MAX
     } else {
         (1u64 << (len % 64)) - 1

@@ -205,7 +205,7 @@ fn set_bit(words: &mut [u64], i: usize, b: bool) {
 
 fn random_words<R: Rng + ?Sized>(rng: &mut R, n: usize) -> Vec<u64> {
     let mut w: Vec<u64> = (0..n.div_ceil(64)).map(|_| rng.next_u64()).collect();
-    if n % 64 != 0
+    if !n.is_multiple_of(64)
         && let Some(l) = w.last_mut()
     {
         *l &= (1u64 << (n % 64)) - 1;

@@ -91,7 +91,7 @@ impl Default for IknpConfig {
 impl IknpConfig {
     /// A configuration with the given chunk size, if valid.
     pub fn with_chunk(chunk: usize) -> Result<Self, IknpError> {
-        if chunk == 0 || chunk % 128 != 0 || chunk > MAX_CHUNK {
+        if chunk == 0 || !chunk.is_multiple_of(128) || chunk > MAX_CHUNK {
             return Err(IknpError::BadChunk(chunk));
         }
         Ok(IknpConfig { chunk })
@@ -191,7 +191,7 @@ impl IknpSenderCore {
     /// Extends by `m` OTs (a multiple of 128) from the receiver's `u` columns (`2 m` words),
     /// appending the `q_i` to `out`.
     pub fn extend(&mut self, m: usize, u: &[u64], out: &mut Vec<Block>) -> Result<(), IknpError> {
-        if m % 128 != 0 || m > MAX_CHUNK {
+        if !m.is_multiple_of(128) || m > MAX_CHUNK {
             return Err(IknpError::BadChunk(m));
         }
         let words = m / 64;
@@ -256,7 +256,7 @@ impl IknpReceiverCore {
     pub fn extend(&mut self, r: &[u64], out: &mut Vec<Block>) -> Result<&[u64], IknpError> {
         let words = r.len();
         let m = 64 * words;
-        if m % 128 != 0 || m > MAX_CHUNK {
+        if !m.is_multiple_of(128) || m > MAX_CHUNK {
             return Err(IknpError::BadChunk(m));
         }
         let stride = padded(words);

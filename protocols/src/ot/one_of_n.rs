@@ -246,7 +246,7 @@ pub(crate) async fn recv_packed<C: Channel>(
                 "{ctx}: expected {expected} bytes, peer sent {}",
                 bytes.len()
             ))
-        } else if nbits % 8 != 0 && bytes[expected - 1] >> (nbits % 8) != 0 {
+        } else if !nbits.is_multiple_of(8) && bytes[expected - 1] >> (nbits % 8) != 0 {
             Some(format!("{ctx}: nonzero padding bits"))
         } else {
             None
@@ -437,7 +437,7 @@ pub async fn send_one_of_n<C: Channel, S: RotSender>(
     if let Err(r) = p.check() {
         return Err(abort_local(ch, r).await);
     }
-    if tables.len() % p.n() != 0 {
+    if !tables.len().is_multiple_of(p.n()) {
         let r = format!(
             "1-of-N OT: {} table entries is not a multiple of N = {}",
             tables.len(),

@@ -127,7 +127,7 @@ pub(crate) fn unpack_bits(bytes: &[u8], n: usize) -> Option<Vec<bool>> {
     if bytes.len() != n.div_ceil(8) {
         return None;
     }
-    if n % 8 != 0 && bytes[n / 8] >> (n % 8) != 0 {
+    if !n.is_multiple_of(8) && bytes[n / 8] >> (n % 8) != 0 {
         return None;
     }
     Some((0..n).map(|i| (bytes[i / 8] >> (i % 8)) & 1 == 1).collect())
@@ -165,7 +165,7 @@ pub(crate) fn unpack_values(bytes: &[u8], n: usize, bits: u32) -> Option<Vec<u64
         return None;
     }
     let total = n * bits as usize;
-    if total % 8 != 0 && bytes[total / 8] >> (total % 8) != 0 {
+    if !total.is_multiple_of(8) && bytes[total / 8] >> (total % 8) != 0 {
         return None;
     }
     let mut out = Vec::with_capacity(n);

@@ -133,13 +133,13 @@ impl Gpt2Bpe {
                 });
             }
         }
-        if let Some(e) = eot {
-            if (e as usize) < tokens.len() {
-                return Err(TokenizerError::BadRankFile {
-                    line: 0,
-                    what: format!("end-of-text id {e} collides with a mergeable token"),
-                });
-            }
+        if let Some(e) = eot
+            && (e as usize) < tokens.len()
+        {
+            return Err(TokenizerError::BadRankFile {
+                line: 0,
+                what: format!("end-of-text id {e} collides with a mergeable token"),
+            });
         }
         Ok(Gpt2Bpe { ranks, tokens, eot })
     }
@@ -234,7 +234,7 @@ fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
             _ => return None,
         } as u32)
     }
-    if s.is_empty() || s.len() % 4 != 0 {
+    if s.is_empty() || !s.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(s.len() / 4 * 3);

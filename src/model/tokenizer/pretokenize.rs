@@ -38,10 +38,10 @@ pub fn gpt2_pretokenize(text: &str) -> Vec<&str> {
             && piece.chars().all(char::is_whitespace);
         if is_space_run && end < text.len() {
             // `\s+(?!\S)`: leave the last whitespace character for the next piece.
-            if let Some((last_start, _)) = piece.char_indices().next_back() {
-                if last_start > 0 {
-                    end = m.start() + last_start;
-                }
+            if let Some((last_start, _)) = piece.char_indices().next_back()
+                && last_start > 0
+            {
+                end = m.start() + last_start;
             }
         }
         pieces.push(&text[pos..end]);
