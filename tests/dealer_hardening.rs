@@ -7,6 +7,8 @@
 //! dealer, for example the code before the fix (tests that need flags it lacks then fail at
 //! start-up).
 
+mod attack_util;
+
 use std::future::Future as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -25,8 +27,7 @@ use privlm::protocols::share::Party;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-const MORE: u32 = 1 << 31;
-const ABORT: u32 = 1 << 30;
+use attack_util::*;
 
 fn dealer_bin() -> PathBuf {
     std::env::var_os("PRIVLM_DEALER_BIN")
@@ -195,19 +196,12 @@ impl Dealer {
 
     /// Open file descriptors of the dealer.
     fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .unwrap()
-            .count()
+        fds(self.pid())
     }
 
     /// Resident memory of the dealer, in KiB.
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        rss_kib(self.pid())
     }
 
     /// Sockets on the dealer's port in state CLOSE-WAIT (the peer closed, the dealer did not).
@@ -297,11 +291,7 @@ struct Raw(TlsStream);
 
 impl Raw {
     async fn frame(&mut self, flags: u32, payload: &[u8]) -> std::io::Result<()> {
-        self.0
-            .write_all(&(flags | payload.len() as u32).to_le_bytes())
-            .await?;
-        self.0.write_all(payload).await?;
-        self.0.flush().await
+        write_frame(&mut self.0, flags, payload).await
     }
 
     async fn hello(&mut self, version: u32, party: Party, session: [u8; 32]) {
@@ -316,24 +306,7 @@ impl Raw {
 
     /// The next message; `Err` with the dealer's reason for an abort frame, or the I/O error.
     async fn message(&mut self) -> Result<Vec<u8>, String> {
-        let mut out = Vec::new();
-        loop {
-            let mut h = [0u8; 4];
-            self.0.read_exact(&mut h).await.map_err(|e| e.to_string())?;
-            let h = u32::from_le_bytes(h);
-            let mut data = vec![0u8; (h & 0xff_ffff) as usize];
-            self.0
-                .read_exact(&mut data)
-                .await
-                .map_err(|e| e.to_string())?;
-            if h & ABORT != 0 {
-                return Err(String::from_utf8_lossy(&data).into_owned());
-            }
-            out.extend_from_slice(&data);
-            if h & MORE == 0 {
-                return Ok(out);
-            }
-        }
+        read_message(&mut self.0, None).await
     }
 }
 
@@ -1226,86 +1199,6 @@ async fn out_of_descriptors_is_survived() {
 // near its baseline. The rows above cover idle and slow connections, floods of hellos, heavy
 // requests and descriptor exhaustion; these add the ones they do not.
 
-/// A TLS client that presents no certificate and accepts any server certificate.
-fn no_cert_client() -> Arc<tokio_rustls::rustls::ClientConfig> {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::client::danger::{
-        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-    };
-    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-
-    #[derive(Debug)]
-    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-    impl ServerCertVerifier for AnyServer {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                m,
-                c,
-                d,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                m,
-                c,
-                d,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-
-    let p = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(p.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer(p)))
-        .with_no_client_auth();
-    Arc::new(cfg)
-}
-
-/// Reads from `s` until the dealer closes it or `secs` pass; how long that took (`None`:
-/// still open).
-async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, secs: u64) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    let r = tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    r.ok().map(|()| start.elapsed())
-}
-
 /// Two raw parties of one session, paired, welcomed.
 async fn raw_pair(d: &Dealer) -> (Raw, Raw) {
     let s = sid();
@@ -1346,14 +1239,7 @@ async fn attack_table_each_followed_by_a_good_session() {
 
         // 1. Random bytes instead of a TLS ClientHello.
         let mut tcp = TcpStream::connect(&d.addr).await.unwrap();
-        let mut junk = vec![0u8; 4096];
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for b in junk.iter_mut() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
+        let junk = random_bytes(4096, 0x9e37_79b9_7f4a_7c15);
         let _ = tcp.write_all(&junk).await;
         let t = closed_within(&mut tcp, 15).await;
         assert!(t.is_some(), "random bytes: the connection stayed open");

@@ -5,53 +5,22 @@
 //! server's `VmRSS` must stay near its baseline. Prints the table with
 //! `cargo test --release --test server_attacks -- --nocapture`.
 
+mod attack_util;
 mod serve_util;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use attack_util::*;
 use privlm::model::{Model, Sampling};
 use privlm::protocols::channel::ChannelConfig;
 use privlm::protocols::channel::tls::{self, Identity, TlsStream};
 use privlm::serve::control::{Accepted, SessionId, SessionRequest};
 use serve_util::*;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const MORE: u32 = 1 << 31;
-const ABORT: u32 = 1 << 30;
 const PROMPT: &str = "def ";
-
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// Open file descriptors of process `pid`.
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
-/// Seeded xorshift bytes.
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
@@ -81,36 +50,12 @@ impl Raw {
     }
 
     async fn frame(&mut self, flags: u32, payload: &[u8]) -> std::io::Result<()> {
-        self.0
-            .write_all(&(flags | payload.len() as u32).to_le_bytes())
-            .await?;
-        self.0.write_all(payload).await?;
-        self.0.flush().await
+        write_frame(&mut self.0, flags, payload).await
     }
 
     /// The next message; `Err` with the server's reason for an abort frame, or the I/O error.
     async fn message(&mut self) -> Result<Vec<u8>, String> {
-        let mut out = Vec::new();
-        loop {
-            let mut h = [0u8; 4];
-            tokio::time::timeout(Duration::from_secs(15), self.0.read_exact(&mut h))
-                .await
-                .map_err(|_| "no answer within 15 s".to_string())?
-                .map_err(|e| e.to_string())?;
-            let h = u32::from_le_bytes(h);
-            let mut data = vec![0u8; (h & 0xff_ffff) as usize];
-            self.0
-                .read_exact(&mut data)
-                .await
-                .map_err(|e| e.to_string())?;
-            if h & ABORT != 0 {
-                return Err(String::from_utf8_lossy(&data).into_owned());
-            }
-            out.extend_from_slice(&data);
-            if h & MORE == 0 {
-                return Ok(out);
-            }
-        }
+        read_message(&mut self.0, Some(Duration::from_secs(15))).await
     }
 
     /// Sends a valid request and reads the acceptance.
@@ -125,86 +70,6 @@ impl Raw {
         assert_eq!(a.session_id, sid);
         sid
     }
-}
-
-/// A TLS client that presents no certificate and accepts any server certificate.
-fn no_cert_client() -> Arc<tokio_rustls::rustls::ClientConfig> {
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::client::danger::{
-        HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
-    };
-    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-
-    #[derive(Debug)]
-    struct AnyServer(Arc<rustls::crypto::CryptoProvider>);
-
-    impl ServerCertVerifier for AnyServer {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                m,
-                c,
-                d,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn verify_tls13_signature(
-            &self,
-            m: &[u8],
-            c: &CertificateDer<'_>,
-            d: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                m,
-                c,
-                d,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-
-    let p = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ClientConfig::builder_with_provider(p.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer(p)))
-        .with_no_client_auth();
-    Arc::new(cfg)
-}
-
-/// Reads from `s` until the server closes it or `secs` pass; how long that took (`None`:
-/// still open).
-async fn closed_within<S: AsyncRead + Unpin>(s: &mut S, secs: u64) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 4096];
-    let r = tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
-    r.ok().map(|()| start.elapsed())
 }
 
 /// The fixed-point mirror's greedy first token after `PROMPT`.
