@@ -3,13 +3,13 @@
 //! other over TLS, then run ReLU, GELU, causal softmax with temperatures, LayerNorm with the
 //! server's gain and bias, and argmax; every result is compared with the plain backend.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod dealer_proc;
+
 use std::time::Duration;
 
+use dealer_proc::{start_dealer_sessions, temp_dir};
 use privlm::protocols::beaver::dealer::DealerClient;
-use privlm::protocols::channel::tls::{self, Fingerprint, Identity, TlsListener};
+use privlm::protocols::channel::tls::{self, Identity, TlsListener};
 use privlm::protocols::channel::{ChannelConfig, FramedChannel};
 use privlm::protocols::nonlinear::{self, Mask, NlParams, NormParams, ServerVector, plain_ops};
 use privlm::protocols::prg::Prg;
@@ -19,59 +19,6 @@ use privlm::protocols::share::{AShare, Party, reconstruct, split};
 use rand_core::Rng;
 
 type S = Session<FramedChannel, DealerClient<FramedChannel>>;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("privlm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Kills the dealer if the test fails half-way.
-struct Dealer(Child);
-
-impl Drop for Dealer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `privlm-dealer` pinning `peers`; returns it, its address and its fingerprint.
-async fn start_dealer(
-    dir: &std::path::Path,
-    peers: &[Fingerprint],
-) -> (Dealer, String, Fingerprint) {
-    let dealer_dir = dir.join("dealer");
-    let fp = Identity::load_or_create(&dealer_dir).unwrap().fingerprint();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_privlm-dealer"));
-    cmd.args(["--listen", "127.0.0.1:0", "--sessions", "1", "--identity"])
-        .arg(&dealer_dir);
-    for p in peers {
-        cmd.args(["--peer-fingerprint", &p.to_hex()]);
-    }
-    // The address goes to standard output, the logs to standard error.
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start privlm-dealer");
-    let stdout = child.stdout.take().unwrap();
-    let dealer = Dealer(child);
-    let addr = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            let line = lines.next().expect("dealer exited early").unwrap();
-            if let Some(a) = line.strip_prefix("privlm-dealer listening on ") {
-                std::thread::spawn(move || for _ in lines {});
-                return a.trim().to_string();
-            }
-        }
-    })
-    .await
-    .unwrap();
-    (dealer, addr, fp)
-}
 
 fn enc(x: f64) -> u64 {
     NlParams::default().enc(x)
@@ -126,7 +73,8 @@ async fn every_op_with_the_dealer_process_over_tls() {
     let dir = temp_dir("nonlinear-dealer");
     let p0 = Identity::generate().unwrap();
     let p1 = Identity::generate().unwrap();
-    let (dealer, addr, dealer_fp) = start_dealer(&dir, &[p0.fingerprint(), p1.fingerprint()]).await;
+    let (dealer, addr, dealer_fp) =
+        start_dealer_sessions(&dir, &[p0.fingerprint(), p1.fingerprint()], 1).await;
     let timeout = Duration::from_secs(20);
     let cfg = ChannelConfig::default();
     // The server listens for the client (TLS, pinned both ways).

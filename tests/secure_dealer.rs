@@ -4,83 +4,21 @@
 //! each); the tokens equal the fixed-point mirror's, and the cost reports show the dealer's
 //! traffic apart (preprocessing) from the online phase.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod dealer_proc;
+
 use std::time::Duration;
 
+use dealer_proc::{start_dealer_sessions, temp_dir};
 use privlm::model::{Model, ModelConfig, Sampling, TemperatureForm};
 use privlm::protocols::beaver::Prefetched;
 use privlm::protocols::beaver::dealer::DealerClient;
-use privlm::protocols::channel::tls::{self, Fingerprint, Identity, TlsListener};
+use privlm::protocols::channel::tls::{self, Identity, TlsListener};
 use privlm::protocols::channel::{ChannelConfig, Phase};
 use privlm::protocols::nonlinear::NlParams;
 use privlm::protocols::prg::Prg;
 use privlm::protocols::session::Session;
 use privlm::protocols::share::Party;
 use privlm::secure::{client_generate, server_generate};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("privlm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Kills the dealer if the test fails half-way.
-struct Dealer(Child);
-
-impl Drop for Dealer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `privlm-dealer` pinning `peers` for `sessions` sessions; returns it, its address and
-/// its fingerprint.
-async fn start_dealer_sessions(
-    dir: &std::path::Path,
-    peers: &[Fingerprint],
-    sessions: usize,
-) -> (Dealer, String, Fingerprint) {
-    let dealer_dir = dir.join("dealer");
-    let fp = Identity::load_or_create(&dealer_dir).unwrap().fingerprint();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_privlm-dealer"));
-    let sessions = sessions.to_string();
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--sessions",
-        &sessions,
-        "--identity",
-    ])
-    .arg(&dealer_dir);
-    for p in peers {
-        cmd.args(["--peer-fingerprint", &p.to_hex()]);
-    }
-    // The address goes to standard output, the logs to standard error.
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start privlm-dealer");
-    let stdout = child.stdout.take().unwrap();
-    let dealer = Dealer(child);
-    let addr = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            let line = lines.next().expect("dealer exited early").unwrap();
-            if let Some(a) = line.strip_prefix("privlm-dealer listening on ") {
-                std::thread::spawn(move || for _ in lines {});
-                return a.trim().to_string();
-            }
-        }
-    })
-    .await
-    .unwrap();
-    (dealer, addr, fp)
-}
 
 const ARCHS: &[&str] = &[
     "SM+LN+G",
