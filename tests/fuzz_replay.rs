@@ -38,6 +38,7 @@ const BAD_SEEDS: &[(&str, &str)] = &[
     ("frame_stream", "abort"),
     ("dealer_session", "absurd"),
     ("handshake", "version"),
+    ("serve_control", "huge-model"),
 ];
 
 #[test]
@@ -332,6 +333,88 @@ async fn seeds() {
     .await;
     write_seed("nonlinear", "p0", &with_role(0, &p1_sent));
     write_seed("nonlinear", "p1", &with_role(1, &p0_sent));
+
+    // serve_control: the raw byte streams of an honest client and server (the server's
+    // dealer is unreachable, so it aborts after the handshake).
+    let (from_client, from_server) = serve_control_transcript().await;
+    let mut s = vec![0u8];
+    s.extend(&from_client);
+    write_seed("serve_control", "server", &s);
+    let mut s = vec![1u8];
+    s.extend(&from_server);
+    write_seed("serve_control", "client", &s);
+    let mut offer = harness::serve_server().offer().clone();
+    offer.manifest.config.d_model = 1 << 40;
+    offer.manifest.config.n_head = 1;
+    let mut s = vec![1u8];
+    s.extend(frame(0, &enc(&offer)));
+    write_seed("serve_control", "huge-model", &s);
+}
+
+/// Copies `from` into `to` until `from` ends, returning the bytes copied.
+async fn tap<R, W>(mut from: R, mut to: W) -> Vec<u8>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 1 << 14];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+    seen
+}
+
+/// An honest client's control exchange and handshake with the `serve_control` server,
+/// through a tap: (the client's bytes, the server's bytes).
+async fn serve_control_transcript() -> (Vec<u8>, Vec<u8>) {
+    use privlm::protocols::channel::{Channel, FramedChannel};
+    use privlm::serve::client::request_session;
+    use privlm::serve::control::{SessionId, session_params};
+    use privlm::serve::server::peer_channel_config;
+    let cfg = peer_channel_config(std::time::Duration::from_secs(5));
+    let (c_end, c_tap) = tokio::io::duplex(1 << 16);
+    let (s_end, s_tap) = tokio::io::duplex(1 << 16);
+    let (c_rx, c_tx) = tokio::io::split(c_tap);
+    let (s_rx, s_tx) = tokio::io::split(s_tap);
+    let server = harness::serve_server();
+    let serve = server.handle(
+        FramedChannel::new(s_end, cfg.clone()),
+        "127.0.0.1:9".parse().unwrap(),
+    );
+    let client = async {
+        let ch = FramedChannel::new(c_end, cfg.clone());
+        let (mut ch, offer, _) = request_session(
+            ch,
+            None,
+            SessionId(harness::SERVE_SESSION),
+            harness::SERVE_PROMPT,
+            harness::SERVE_NEW_TOKENS,
+        )
+        .await
+        .unwrap();
+        let params = session_params(
+            &offer.manifest,
+            NlParams::default().frac_bits,
+            &NlParams::default(),
+        )
+        .unwrap();
+        handshake(&mut ch, Party::P0, &params).await.unwrap();
+        // The server now fails to reach its dealer and aborts; wait for that.
+        assert!(ch.recv_bytes_bounded(16).await.is_err());
+    };
+    let (_, _, from_client, from_server) =
+        tokio::join!(serve, client, tap(c_rx, s_tx), tap(s_rx, c_tx));
+    assert_eq!(server.sessions_accepted(), 1);
+    (from_client, from_server)
 }
 
 async fn harness_gc<B: privlm::protocols::gc::Backend>(b: &mut B, bits: &[bool], garbler: bool) {

@@ -1,6 +1,7 @@
 //! The fuzz harness of privlm: one function per fuzz target, each feeding untrusted peer bytes
 //! to a real party (the frame reader, the dealer, the dealer client, the session handshake,
-//! base OT, IKNP, the garbled-circuit evaluator and garbler, the nonlinear session).
+//! base OT, IKNP, the garbled-circuit evaluator and garbler, the nonlinear session, the
+//! inference server's and client's control exchange).
 //!
 //! Shared by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`, one line each) and by the
 //! deterministic corpus replay of the normal test suite (`tests/fuzz_replay.rs` includes this
@@ -63,6 +64,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("gc", gc),
     ("ot_apps", ot_apps),
     ("nonlinear", nonlinear_session),
+    ("serve_control", serve_control),
 ];
 
 thread_local! {
@@ -649,4 +651,109 @@ pub fn run(name: &str, data: &[u8]) -> Option<bool> {
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, f)| f(data))
+}
+
+/// The tiny model the `serve_control` server hosts (byte vocabulary, one layer, width 8).
+pub fn serve_model() -> privlm::model::Model {
+    use privlm::model::{Architecture, Model, ModelConfig};
+    let mut cfg = ModelConfig::gpt2_small(Architecture::gpt2(), 16);
+    (
+        cfg.n_layer,
+        cfg.n_head,
+        cfg.d_model,
+        cfg.d_ff,
+        cfg.vocab_size,
+    ) = (1, 2, 8, 32, 256);
+    Model::random(cfg, 1).expect("tiny model")
+}
+
+/// The prompt, new-token count and session id of the `serve_control` client.
+pub const SERVE_PROMPT: &str = "def ";
+/// See [`SERVE_PROMPT`].
+pub const SERVE_NEW_TOKENS: u32 = 2;
+/// See [`SERVE_PROMPT`].
+pub const SERVE_SESSION: [u8; 32] = [7; 32];
+
+/// An inference server for [`serve_model`] whose dealer is unreachable (a port nothing
+/// listens on), so that a session that gets through the control exchange and the handshake
+/// ends at once.
+pub fn serve_server() -> privlm::serve::server::InferenceServer {
+    use privlm::serve::server::{DealerLink, InferenceServer, ServeConfig};
+    use privlm_protocols::channel::tls::{Fingerprint, Identity};
+    thread_local! {
+        static IDENTITY: Arc<Identity> = Arc::new(Identity::generate().expect("identity"));
+    }
+    let cfg = ServeConfig {
+        max_sessions: 2,
+        request_timeout: Duration::from_secs(5),
+        max_new_tokens: 4,
+        nl: NlParams::default(),
+        dealer: DealerLink {
+            addr: "127.0.0.1:1".into(),
+            fingerprint: Fingerprint::from_bytes([0; 32]),
+            connect_timeout: Duration::from_secs(1),
+            channel: fuzz_channel_config(),
+        },
+        stop_after: None,
+    };
+    let identity = IDENTITY.with(Arc::clone);
+    InferenceServer::new(Arc::new(serve_model()), "tiny", identity, cfg).expect("server")
+}
+
+/// A [`FramedChannel`] over an in-memory pipe whose peer writes `stream` (raw frames) and then
+/// ends its side, while whatever our side writes is read and dropped. `f` runs on the channel.
+async fn over_stream<F, Fut, T>(stream: &[u8], f: F) -> T
+where
+    F: FnOnce(FramedChannel) -> Fut,
+    Fut: Future<Output = T>,
+{
+    use tokio::io::AsyncReadExt;
+    let (ours, peer) = tokio::io::duplex(1 << 16);
+    let (mut peer_rx, mut peer_tx) = tokio::io::split(peer);
+    let ch = FramedChannel::new(
+        ours,
+        privlm::serve::server::peer_channel_config(Duration::from_secs(5)),
+    );
+    let feed = async {
+        let _ = peer_tx.write_all(stream).await;
+        let _ = peer_tx.shutdown().await;
+    };
+    let drain = async {
+        let mut sink = vec![0u8; 1 << 14];
+        while matches!(peer_rx.read(&mut sink).await, Ok(n) if n > 0) {}
+    };
+    let (out, (), ()) = tokio::join!(f(ch), feed, drain);
+    out
+}
+
+/// Target `serve_control`: the client-server control exchange (offer, session request,
+/// acceptance, then the session handshake) with the peer's raw byte stream (frames) scripted.
+/// First byte bit 0: we are the inference server (the script is a client's: request and
+/// hello) or the client (the script is a server's: offer, acceptance, hello). Completed: the
+/// server accepted the session, or the client's request was accepted.
+pub fn serve_control(data: &[u8]) -> bool {
+    let Some((&sel, stream)) = data.split_first() else {
+        return false;
+    };
+    block_on(async move {
+        if sel & 1 == 0 {
+            let server = serve_server();
+            let addr = "127.0.0.1:9".parse().expect("address");
+            over_stream(stream, |ch| server.handle(ch, addr)).await;
+            server.sessions_accepted() == 1
+        } else {
+            over_stream(stream, |ch| async move {
+                privlm::serve::client::request_session(
+                    ch,
+                    None,
+                    privlm::serve::control::SessionId(SERVE_SESSION),
+                    SERVE_PROMPT,
+                    SERVE_NEW_TOKENS,
+                )
+                .await
+                .is_ok()
+            })
+            .await
+        }
+    })
 }

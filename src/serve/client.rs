@@ -17,7 +17,6 @@ use super::control::{
 use super::glue;
 use super::known_hosts::{KnownHosts, Trust, mismatch_message};
 use super::server::{DealerLink, connect_dealer, peer_channel_config};
-use crate::model::tokenizer::Tokenizer;
 use crate::secure::CostReport;
 
 /// Why a client run failed. Every message says what went wrong and, where it can, what to do.
@@ -212,36 +211,18 @@ fn connect_error(what: &str, addr: &str, e: TlsError) -> ClientError {
     ))
 }
 
-/// Runs one private generation of `max_new_tokens` tokens after `prompt` (see the module
-/// docs). `on_event` sees progress, including each token as it is generated.
-pub async fn generate(
-    cfg: &ClientConfig,
+/// The control exchange on a fresh channel to the server (the module docs of
+/// [`control`](super::control)): reads and checks the server's [`Offer`], encodes `prompt`
+/// with its tokenizer, checks and sends the [`SessionRequest`] for `session_id`, and reads the
+/// acceptance. Returns the channel, the offer and the prompt's tokens; on any error the channel
+/// is aborted or closed. Every byte read here comes from the server and is checked before use.
+pub async fn request_session(
+    mut ch: FramedChannel,
+    model: Option<&str>,
+    session_id: SessionId,
     prompt: &str,
     max_new_tokens: u32,
-    on_event: &mut (dyn FnMut(ClientEvent<'_>) + Send),
-) -> Result<Generation, ClientError> {
-    if prompt.is_empty() {
-        return Err(ClientError::Invalid(
-            "empty prompt: give some text with --prompt TEXT".into(),
-        ));
-    }
-    if max_new_tokens == 0 {
-        return Err(ClientError::Invalid(
-            "nothing to generate: --max-new-tokens must be at least 1".into(),
-        ));
-    }
-    let start = Instant::now();
-    let peer_cfg = peer_channel_config(cfg.timeout);
-    let (mut ch, server_fp) = connect_trusted(
-        "server",
-        &cfg.server,
-        &cfg.server_trust,
-        &cfg.identity,
-        peer_cfg.clone(),
-        cfg.connect_timeout,
-        on_event,
-    )
-    .await?;
+) -> Result<(FramedChannel, Offer, Vec<u32>), ClientError> {
     ch.set_phase(Phase::Setup);
     ch.set_label("control");
     let offer: Offer = ch
@@ -254,12 +235,10 @@ pub async fn generate(
             "unusable server offer: {reason}"
         )));
     }
-    let tokenizer: Box<dyn Tokenizer> = offer.tokenizer.build();
-    let prompt_tokens = tokenizer.encode(prompt);
-    let session_id = cfg.session_id.unwrap_or_else(SessionId::random);
+    let prompt_tokens = offer.tokenizer.build().encode(prompt);
     let req = SessionRequest {
         version: SERVE_PROTOCOL_VERSION,
-        model: cfg.model.clone(),
+        model: model.map(str::to_string),
         session_id,
         prompt_len: u32::try_from(prompt_tokens.len()).unwrap_or(u32::MAX),
         max_new_tokens,
@@ -280,6 +259,43 @@ pub async fn generate(
         ch.abort(&reason).await;
         return Err(ClientError::Session(reason));
     }
+    Ok((ch, offer, prompt_tokens))
+}
+
+/// Runs one private generation of `max_new_tokens` tokens after `prompt` (see the module
+/// docs). `on_event` sees progress, including each token as it is generated.
+pub async fn generate(
+    cfg: &ClientConfig,
+    prompt: &str,
+    max_new_tokens: u32,
+    on_event: &mut (dyn FnMut(ClientEvent<'_>) + Send),
+) -> Result<Generation, ClientError> {
+    if prompt.is_empty() {
+        return Err(ClientError::Invalid(
+            "empty prompt: give some text with --prompt TEXT".into(),
+        ));
+    }
+    if max_new_tokens == 0 {
+        return Err(ClientError::Invalid(
+            "nothing to generate: --max-new-tokens must be at least 1".into(),
+        ));
+    }
+    let start = Instant::now();
+    let peer_cfg = peer_channel_config(cfg.timeout);
+    let (ch, server_fp) = connect_trusted(
+        "server",
+        &cfg.server,
+        &cfg.server_trust,
+        &cfg.identity,
+        peer_cfg.clone(),
+        cfg.connect_timeout,
+        on_event,
+    )
+    .await?;
+    let session_id = cfg.session_id.unwrap_or_else(SessionId::random);
+    let (mut ch, offer, prompt_tokens) =
+        request_session(ch, cfg.model.as_deref(), session_id, prompt, max_new_tokens).await?;
+    let tokenizer = offer.tokenizer.build();
     on_event(ClientEvent::Accepted {
         offer: &offer,
         prompt_tokens: prompt_tokens.len(),

@@ -36,6 +36,14 @@ pub const MAX_ACCEPTED_LEN: usize = 256;
 /// Longest model name a server offers or a client asks for, in bytes.
 pub const MAX_MODEL_NAME_LEN: usize = 200;
 
+/// Largest model a client accepts from an offer, in weight elements (an upper estimate, see
+/// [`Offer::weight_elements`]): 2^32, above GPT-2 XL's 1.6 G. The client holds a share of
+/// every weight (8 bytes each), so this bounds what a server's offer can make it allocate.
+pub const MAX_OFFER_WEIGHT_ELEMENTS: u64 = 1 << 32;
+
+/// Longest context a client accepts from an offer, in tokens.
+pub const MAX_OFFER_CONTEXT: usize = 1 << 16;
+
 /// What the server hosts, sent first on every connection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Offer {
@@ -75,6 +83,23 @@ impl Offer {
         self.manifest
             .validate()
             .map_err(|e| format!("the server's model manifest is invalid: {e}"))?;
+        let ctx = self.manifest.config.n_ctx;
+        if ctx > MAX_OFFER_CONTEXT {
+            return Err(format!(
+                "the server's model has a context of {ctx} tokens, more than this client \
+                 supports ({MAX_OFFER_CONTEXT})"
+            ));
+        }
+        match self.weight_elements() {
+            Some(n) if n <= MAX_OFFER_WEIGHT_ELEMENTS => {}
+            n => {
+                return Err(format!(
+                    "the server's model has {} weight elements, more than this client holds \
+                     shares of (at most {MAX_OFFER_WEIGHT_ELEMENTS})",
+                    n.map_or_else(|| "over 2^64".to_string(), |n| n.to_string())
+                ));
+            }
+        }
         if self.tokenizer.vocab_size() != self.manifest.config.vocab_size {
             return Err(format!(
                 "the server's tokenizer {} has {} tokens but its model's vocabulary has {}",
@@ -84,6 +109,39 @@ impl Offer {
             ));
         }
         Ok(())
+    }
+
+    /// An upper estimate of the model's weight elements from the offered shapes (`None` on
+    /// overflow): token and position embeddings, an untied head, and per layer four `d × d`
+    /// attention matrices, the FFN's two `d × max(d_ff, d)` matrices where the layer has one,
+    /// and a few `d`-vectors. Used to refuse offers too large to hold before anything is
+    /// allocated.
+    pub fn weight_elements(&self) -> Option<u64> {
+        let c = &self.manifest.config;
+        let (d, ff) = (c.d_model as u64, c.d_ff.max(c.d_model) as u64);
+        let vocab = (c.vocab_size as u64).checked_mul(d)?;
+        let head = if self.manifest.untied_lm_head {
+            vocab
+        } else {
+            0
+        };
+        let pos = (c.n_ctx as u64).checked_mul(d)?;
+        let attn = d.checked_mul(d)?.checked_mul(4)?;
+        let ffn = d.checked_mul(ff)?.checked_mul(2)?;
+        let vectors = d.checked_mul(16)?.checked_add(ff)?;
+        let mut total = vocab.checked_add(head)?.checked_add(pos)?;
+        for layer in 0..c.n_layer {
+            let f = if c.architecture.has_ffn(layer) {
+                ffn
+            } else {
+                0
+            };
+            total = total
+                .checked_add(attn)?
+                .checked_add(f)?
+                .checked_add(vectors)?;
+        }
+        Some(total)
     }
 }
 
@@ -319,6 +377,43 @@ mod tests {
         let mut o = offer();
         o.model_name = "x".repeat(MAX_MODEL_NAME_LEN + 1);
         assert!(o.validate().is_err());
+    }
+
+    #[test]
+    fn offers_too_large_to_hold_are_refused() {
+        let gpt2 = ModelConfig::gpt2_small(Architecture::gpt2(), 1024);
+        let m = ModelManifest {
+            layers: vec![
+                crate::model::ops::LayerConstants {
+                    beta: 1.0,
+                    score_scale: 0.125,
+                    temperature: None,
+                };
+                gpt2.n_layer
+            ],
+            config: gpt2,
+            untied_lm_head: false,
+        };
+        let mut o = offer();
+        o.manifest = m;
+        o.tokenizer = TokenizerKind::Gpt2;
+        let n = o.weight_elements().unwrap();
+        // GPT-2 small: 124 M weights; the estimate is an upper bound within 5 %.
+        assert!((124_000_000..131_000_000).contains(&n), "{n}");
+        o.validate().unwrap();
+        let mut big = o.clone();
+        big.manifest.config.d_model = 1 << 16;
+        big.manifest.config.n_head = 1;
+        let e = big.validate().unwrap_err();
+        assert!(e.contains("weight elements"), "{e}");
+        let mut huge = o.clone();
+        huge.manifest.config.d_model = 1 << 40;
+        huge.manifest.config.n_head = 1;
+        assert!(huge.weight_elements().is_none());
+        assert!(huge.validate().unwrap_err().contains("over 2^64"));
+        let mut long = o.clone();
+        long.manifest.config.n_ctx = MAX_OFFER_CONTEXT + 1;
+        assert!(long.validate().unwrap_err().contains("context"));
     }
 
     #[test]
