@@ -37,6 +37,9 @@ const TIMEOUT: u64 = 5;
 const SHORT: u64 = 2;
 /// What a party may take beyond its timeout to notice and report (a loaded 2-core machine).
 const SLACK: Duration = Duration::from_secs(5);
+/// Every party must notice a cut directly (a closed connection, or a peer's abort), well
+/// before any timeout: below `TIMEOUT`, so that a party left waiting for one fails the test.
+const PROMPT_END: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Which {
@@ -456,6 +459,19 @@ impl Rig {
             server,
             dealer,
         } = ends;
+        for (who, t) in [
+            ("client", Some(exited)),
+            ("server", server_at),
+            ("dealer", dealer_at),
+        ] {
+            let took = t.unwrap().saturating_duration_since(at);
+            assert!(
+                took < PROMPT_END,
+                "{} cut at {n}: the {who} ended {took:?} after the cut, as if it waited for a \
+                 timeout",
+                self.which.name()
+            );
+        }
         let secs = |t: Option<Instant>| t.unwrap().saturating_duration_since(at).as_secs_f64();
         Row {
             n,
