@@ -6,12 +6,14 @@
 //! `cargo test --release --test server_attacks -- --nocapture`.
 
 mod attack_util;
+mod cut_proxy;
 mod serve_util;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use attack_util::*;
+use cut_proxy::{CutProxy, Plan};
 use privlm::model::{Model, Sampling};
 use privlm::protocols::channel::ChannelConfig;
 use privlm::protocols::channel::tls::{self, Identity, TlsStream};
@@ -21,6 +23,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const PROMPT: &str = "def ";
+
+/// `n` TCP connections from source address `from` (another loopback address than the good
+/// client's 127.0.0.1, so that the per-source cap does not apply to the good client) that
+/// send nothing, opened back to back; the ones the server closed at once (the source over its
+/// cap) come back as `None`.
+async fn idle_from(server: &Proc, from: &str, n: usize) -> Vec<Option<TcpStream>> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        v.push(sock.connect(server.addr.parse().unwrap()).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut out = Vec::new();
+    for mut s in v {
+        let mut one = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(1), s.read(&mut one)).await {
+            Err(_) => out.push(Some(s)),
+            Ok(_) => out.push(None),
+        }
+    }
+    out
+}
 
 fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
@@ -369,6 +394,160 @@ fn attack_table_each_followed_by_a_good_client() {
         }
         row(&format!("disconnect {what}"), "-".into(), &mut b);
     }
+
+    // 9. Slowloris, many at once: 40 idle TCP connections from 127.0.0.2 (32 is the cap per
+    // source; the rest are closed at once), held open while a good client is served.
+    let held = rt.block_on(idle_from(&b.server, "127.0.0.2", 40));
+    let open = held.iter().filter(|s| s.is_some()).count();
+    assert_eq!(open, 32, "the per-source cap");
+    row(
+        "slowloris: 40 idle TCP connections at once from one address, held during the good \
+         client",
+        format!(
+            "{open} held (the per-source cap), {} closed at once",
+            40 - open
+        ),
+        &mut b,
+    );
+    let mut held: Vec<TcpStream> = held.into_iter().flatten().collect();
+    let outcome = rt.block_on(async {
+        let mut closed = Vec::new();
+        for s in held.iter_mut() {
+            closed.push(closed_within(s, 10).await);
+        }
+        let last = closed
+            .iter()
+            .map(|c| c.expect("an idle connection stayed open"))
+            .max();
+        format!(
+            "every idle connection closed by the server ({:.1?} after the last check)",
+            last.unwrap()
+        )
+    });
+    drop(held);
+    eprintln!("slowloris burst: {outcome}");
+
+    // 10. Beyond the handshake slots: 64 idle connections from two addresses fill every
+    // handshake slot (`--max-handshakes`, 64); the good client waits in the backlog until the
+    // handshake timeout (2 s here) frees them.
+    let held = rt.block_on(async {
+        let mut v = idle_from(&b.server, "127.0.0.3", 32).await;
+        v.extend(idle_from(&b.server, "127.0.0.4", 32).await);
+        v
+    });
+    let open = held.iter().filter(|s| s.is_some()).count();
+    row(
+        "slowloris: 64 idle TCP connections from two addresses (every handshake slot)",
+        format!("{open} held until the handshake timeout (2 s); the good client waited for a slot"),
+        &mut b,
+    );
+    drop(held);
+
+    // 11. Slowloris, one per second: a new idle connection every second for 10 s, a good
+    // client served after each.
+    let mut trickle = Vec::new();
+    let mut slowest = Duration::ZERO;
+    let t0 = Instant::now();
+    for i in 0..10u32 {
+        let s = rt
+            .block_on(idle_from(&b.server, "127.0.0.5", 1))
+            .pop()
+            .unwrap();
+        trickle.push(s.expect("one idle connection is under every cap"));
+        slowest = slowest.max(b.good());
+        let next = t0 + Duration::from_secs(u64::from(i) + 1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let still_open = rt.block_on(async {
+        let mut n = 0;
+        for s in trickle.iter_mut() {
+            let mut one = [0u8; 1];
+            if tokio::time::timeout(Duration::from_millis(1), s.read(&mut one))
+                .await
+                .is_err()
+            {
+                n += 1;
+            }
+        }
+        n
+    });
+    drop(trickle);
+    row(
+        "slowloris: one new idle TCP connection per second for 10 s, a good client after each",
+        format!(
+            "slowest of the 10 good clients meanwhile {slowest:.0?}; {still_open} of 10 still \
+             open at the end (the others closed by the handshake timeout)"
+        ),
+        &mut b,
+    );
+
+    // 12. Back-pressure: a real client accepted into a session, behind a proxy that stops
+    // reading both ways (its socket towards the server has a 4 KiB receive buffer) after
+    // 7.5 MB (in the online phase): the server's writes block. The server must end that session by its idle
+    // timeout (3 s here), serve others meanwhile, and hold its memory.
+    let proxy = rt.block_on(CutProxy::start(&b.server.addr, Some(4096)));
+    let link = proxy.arm(Plan::Stall(7_500_000));
+    let sid = SessionId::random();
+    let mut stalled = client_cmd_via(
+        &b.dir,
+        &proxy.addr,
+        &b.server,
+        &b.dealer.addr,
+        &b.dealer,
+        30,
+        5,
+    )
+    .args(["--prompt", PROMPT, "--max-new-tokens", "2", "--quiet"])
+    .args(["--session-id", &sid.to_hex()])
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    let log0 = b.server.stderr().len();
+    let t = Instant::now();
+    while link.cut_at().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the proxy never stalled"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stall = link.cut_at().unwrap();
+    let rss_stalled = rss_kib(pid);
+    let during = b.good();
+    let rss_during = rss_kib(pid);
+    let end = loop {
+        let log = b.server.stderr()[log0..].to_string();
+        if let Some(l) = log
+            .lines()
+            .find(|l| l.contains(&sid.to_string()) && l.contains("session ended with an error"))
+        {
+            break l.to_string();
+        }
+        assert!(
+            stall.elapsed() < Duration::from_secs(3 + 5),
+            "the stalled session was not ended by the idle timeout: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ended = stall.elapsed();
+    assert!(end.contains("peer=127.0.0.1:"), "{end}");
+    assert!(end.len() < 600, "a long log line: {end}");
+    let reason = end[end.find("error=").unwrap()..].to_string();
+    proxy.arm(Plan::Pass);
+    let _ = stalled.kill();
+    let _ = stalled.wait();
+    drop(proxy);
+    row(
+        "back-pressure: an accepted client stops reading (proxy stalls after 7.5 MB, 4 KiB \
+         window)",
+        format!(
+            "session {sid} ended {ended:.1?} after the stall: {reason}; a good client meanwhile \
+             took {during:.0?}; VmRSS {rss_stalled} KiB at the stall, {rss_during} KiB after the \
+             good client"
+        ),
+        &mut b,
+    );
 
     // Descriptors: every attack's connection is gone (give the server a moment).
     let mut fds1 = fds(pid);

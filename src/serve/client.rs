@@ -17,6 +17,7 @@ use super::control::{
 use super::glue;
 use super::known_hosts::{KnownHosts, Trust, mismatch_message};
 use super::server::{DealerLink, connect_dealer, peer_channel_config};
+use crate::net::HandshakeError;
 use crate::secure::CostReport;
 
 /// Why a client run failed. Every message says what went wrong and, where it can, what to do.
@@ -195,10 +196,17 @@ pub async fn connect_trusted(
 
 fn connect_error(what: &str, addr: &str, e: TlsError) -> ClientError {
     let hint = match &e {
-        TlsError::Handshake { reason, .. } if reason.contains("closed the connection") => {
+        TlsError::Handshake { reason, .. } if reason.contains("fatal alert: Certificate") => {
             format!(
                 " The {what} refused this client's certificate: give its operator this \
                  client's fingerprint (privlm-client --show-fingerprint)."
+            )
+        }
+        TlsError::Handshake { reason, .. } if reason.contains("closed during the handshake") => {
+            format!(
+                " If the network did not cut it, the {what} may not pin this client's \
+                 certificate: give its operator this client's fingerprint (privlm-client \
+                 --show-fingerprint)."
             )
         }
         TlsError::Connect { .. } | TlsError::ConnectTimeout { .. } => {
@@ -304,13 +312,17 @@ pub async fn generate(
         .map_err(|e| ClientError::Session(e.to_string()))?;
     crate::net::handshake(&mut ch, Party::P0, &params)
         .await
-        .map_err(|e| {
-            ClientError::Session(format!(
+        .map_err(|e| match e {
+            // The connection failed: no settings to blame.
+            HandshakeError::Channel(ref c) if !matches!(c, ChannelError::PeerAborted(_)) => {
+                ClientError::Session(format!("lost the server during the session handshake: {e}"))
+            }
+            _ => ClientError::Session(format!(
                 "the session handshake with the server failed: {e}. Client and server must \
                  use the same arithmetic and approximation settings: leave --frac-bits at its \
                  default or set it to the server's ({})",
                 offer.frac_bits
-            ))
+            )),
         })?;
     let dealer_fp = match &cfg.dealer_trust {
         Trust::Pinned(fp) => *fp,
@@ -337,7 +349,23 @@ pub async fn generate(
         connect_timeout: cfg.connect_timeout,
         channel: peer_channel_config(cfg.timeout),
     };
-    let dealer = match connect_dealer(&link, &cfg.identity, Party::P0, session_id).await {
+    // The server may give up meanwhile (it cannot reach the dealer, the connection was cut):
+    // its reason is reported at once instead of after the dealer's pairing wait.
+    let pairing = connect_dealer(&link, &cfg.identity, Party::P0, session_id);
+    tokio::pin!(pairing);
+    let paired = tokio::select! {
+        d = &mut pairing => d,
+        r = ch.readable() => match r {
+            // The server is already computing: the pairing is about to complete.
+            Ok(()) => pairing.await,
+            Err(e) => {
+                return Err(ClientError::Session(format!(
+                    "lost the server while pairing at the dealer: {e}"
+                )));
+            }
+        },
+    };
+    let dealer = match paired {
         Ok(d) => d,
         Err(e) => {
             let reason = format!("the client cannot use the dealer: {e}");

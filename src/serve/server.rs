@@ -350,14 +350,19 @@ impl InferenceServer {
         crate::net::handshake(&mut ch, Party::P1, &params)
             .await
             .map_err(|e| e.to_string())?;
-        let dealer = match connect_dealer(
-            &cfg.dealer,
-            &self.inner.identity,
-            Party::P1,
-            req.session_id,
-        )
-        .await
-        {
+        // The client may give up meanwhile (the connection was cut, it could not reach the
+        // dealer): the session then ends at once instead of after the dealer's pairing wait.
+        let pairing = connect_dealer(&cfg.dealer, &self.inner.identity, Party::P1, req.session_id);
+        tokio::pin!(pairing);
+        let paired = tokio::select! {
+            d = &mut pairing => d,
+            r = ch.readable() => match r {
+                // The client is already computing: the pairing is about to complete.
+                Ok(()) => pairing.await,
+                Err(e) => return Err(format!("lost the client while pairing at the dealer: {e}")),
+            },
+        };
+        let dealer = match paired {
             Ok(d) => d,
             Err(e) => {
                 let reason = format!("the server cannot use its dealer: {e}");

@@ -106,10 +106,15 @@ fn start(mut cmd: Command, name: &str) -> Proc {
 
 /// Starts a dealer pinning `peers`.
 pub fn start_dealer(dir: &Path, peers: &[Fingerprint]) -> Proc {
+    start_dealer_with(dir, peers, &["--pairing-timeout-secs", "20"])
+}
+
+/// Starts a dealer pinning `peers`, with extra flags.
+pub fn start_dealer_with(dir: &Path, peers: &[Fingerprint], extra: &[&str]) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_privlm-dealer"));
     cmd.args(["--listen", "127.0.0.1:0", "--identity"])
         .arg(dir.join("dealer-id"))
-        .args(["--pairing-timeout-secs", "20"]);
+        .args(extra);
     for p in peers {
         cmd.args(["--peer-fingerprint", &p.to_hex()]);
     }
@@ -138,12 +143,25 @@ pub fn start_server(
     clients: &[Fingerprint],
     extra: &[&str],
 ) -> Proc {
+    start_server_via(dir, model, &dealer.addr, dealer, clients, extra)
+}
+
+/// Starts a server like [`start_server`] that reaches `dealer` at `dealer_addr` (a proxy in
+/// front of it, for example).
+pub fn start_server_via(
+    dir: &Path,
+    model: &Path,
+    dealer_addr: &str,
+    dealer: &Proc,
+    clients: &[Fingerprint],
+    extra: &[&str],
+) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_privlm-server"));
     cmd.arg("--model")
         .arg(model)
         .args(["--listen", "127.0.0.1:0", "--identity"])
         .arg(dir.join("server-id"))
-        .args(["--dealer", &dealer.addr])
+        .args(["--dealer", dealer_addr])
         .args(["--dealer-fingerprint", &dealer.fingerprint.to_hex()])
         .args(extra);
     for c in clients {
@@ -172,6 +190,29 @@ pub fn client_cmd_pinning(
         .args(["--dealer", &dealer.addr])
         .args(["--dealer-fingerprint", &dealer.fingerprint.to_hex()])
         .args(["--timeout-secs", "20", "--connect-timeout-secs", "5"]);
+    cmd
+}
+
+/// The client command pinning `server` and `dealer` but reaching them at `server_addr` and
+/// `dealer_addr` (proxies in front of them, for example), with its own timeouts (seconds).
+pub fn client_cmd_via(
+    dir: &Path,
+    server_addr: &str,
+    server: &Proc,
+    dealer_addr: &str,
+    dealer: &Proc,
+    timeout_secs: u64,
+    connect_timeout_secs: u64,
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_privlm-client"));
+    cmd.arg("--identity")
+        .arg(dir.join("client-id"))
+        .args(["--server", server_addr])
+        .args(["--server-fingerprint", &server.fingerprint.to_hex()])
+        .args(["--dealer", dealer_addr])
+        .args(["--dealer-fingerprint", &dealer.fingerprint.to_hex()])
+        .args(["--timeout-secs", &timeout_secs.to_string()])
+        .args(["--connect-timeout-secs", &connect_timeout_secs.to_string()]);
     cmd
 }
 

@@ -49,6 +49,8 @@ pub struct FramedChannel {
     stats: Stats,
     tx: Option<mpsc::Sender<WriterCmd>>,
     rx: mpsc::Receiver<Result<Frame, ChannelError>>,
+    /// What [`FramedChannel::readable`] took from `rx`: the next receive starts with it.
+    peeked: Option<Result<Frame, ChannelError>>,
     writer_error: Arc<Mutex<Option<String>>>,
     failed: Option<ChannelError>,
     reader: JoinHandle<()>,
@@ -90,6 +92,7 @@ impl FramedChannel {
             stats: Stats::default(),
             tx: Some(out_tx),
             rx: in_rx,
+            peeked: None,
             writer_error,
             failed: None,
             reader,
@@ -154,8 +157,31 @@ impl FramedChannel {
             .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
     }
 
+    /// Waits, with no timeout, until the peer has sent something or the connection has
+    /// failed, and consumes nothing: `Ok` when a frame waits (the next receive returns it),
+    /// the error otherwise (the peer aborted or closed, the connection was cut, a malformed
+    /// header); the next receive reports that error too. Cancel-safe: meant for
+    /// `tokio::select!`, to notice a peer that gives up while this side waits on another
+    /// connection.
+    pub async fn readable(&mut self) -> Result<(), ChannelError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.peeked.is_none() {
+            self.peeked = Some(self.rx.recv().await.unwrap_or(Err(ChannelError::Closed)));
+        }
+        match &self.peeked {
+            Some(Err(e)) => Err(e.clone()),
+            _ => Ok(()),
+        }
+    }
+
     async fn next_frame(&mut self, deadline: Instant) -> Result<Frame, ChannelError> {
-        match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+        let next = match self.peeked.take() {
+            Some(r) => Ok(Some(r)),
+            None => tokio::time::timeout_at(deadline, self.rx.recv()).await,
+        };
+        match next {
             Ok(Some(Ok(frame))) => Ok(frame),
             Ok(Some(Err(e))) => {
                 // A malformed header is the peer's mistake: tell it why before failing.
@@ -326,6 +352,16 @@ where
     }
 }
 
+/// A failed read as a channel error. A TLS stream that ends without `close_notify` (the
+/// connection was cut, or the peer process died) is said so plainly, without rustls's link.
+fn read_error(e: std::io::Error) -> ChannelError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        ChannelError::Io("the connection was cut (it ended without a TLS close_notify)".into())
+    } else {
+        ChannelError::Io(e.to_string())
+    }
+}
+
 async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<usize, ChannelError> {
     let mut got = 0;
     while got < buf.len() {
@@ -333,7 +369,7 @@ async fn read_full<R: AsyncRead + Unpin>(r: &mut R, buf: &mut [u8]) -> Result<us
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ChannelError::Io(e.to_string())),
+            Err(e) => return Err(read_error(e)),
         }
     }
     Ok(got)
@@ -373,7 +409,7 @@ async fn read_frame<R: AsyncRead + Unpin>(
             Ok(0) => break,
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ChannelError::Io(e.to_string())),
+            Err(e) => return Err(read_error(e)),
         }
     }
     if data.len() < len {

@@ -191,7 +191,8 @@ pub fn server_config(
 
 fn handshake_error(peer: &dyn fmt::Display, e: std::io::Error) -> TlsError {
     let reason = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-        "the peer closed the connection during the handshake (does it pin our certificate?)"
+        "the connection closed during the handshake (cut by the network, or the peer does not \
+         pin our certificate)"
             .to_string()
     } else {
         match e
