@@ -189,6 +189,19 @@ fn programs_at_trace_level_print_no_secrets() {
     }
 
     let refs: Vec<(&str, &str)> = streams.iter().map(|(w, s)| (*w, s.as_str())).collect();
+    // The search finds what it looks for: the prompt on the client's stdout (its output), a
+    // key file shown as base64 and as hex, a weight and the session id printed in full.
+    assert!(!find_leaks(&refs[5..], &logs_only).is_empty());
+    let key = std::fs::read(dir.join("server-id").join(KEY_FILE)).unwrap();
+    let hex: String = key.iter().map(|b| format!("{b:02X}")).collect();
+    let shown = format!(
+        "{} {hex} {} {}",
+        secrets_util::base64(&key),
+        everywhere[0],
+        session.to_hex().to_uppercase()
+    );
+    let found = find_leaks(&[("a synthetic log", shown.as_str())], &everywhere);
+    assert!(found.len() >= 3 + 2 * 25, "{found:?}");
     let mut leaks = find_leaks(&refs, &everywhere);
     leaks.extend(find_leaks(&refs[..5], &logs_only));
     assert!(
