@@ -101,5 +101,8 @@ fn concurrent_clients_and_busy_beyond_the_limit() {
     assert!(text.contains("3*") && text.contains("sess/s"), "{text}");
     let csv = report.csv();
     assert_eq!(csv.lines().count(), 1 + report.rounds.len(), "{csv}");
-    assert!(csv.lines().nth(3).unwrap().contains(",3,true,2,1,0,"), "{csv}");
+    assert!(
+        csv.lines().nth(3).unwrap().contains(",3,true,2,1,0,"),
+        "{csv}"
+    );
 }

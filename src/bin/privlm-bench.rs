@@ -26,11 +26,11 @@ use privlm::cost::paper;
 use privlm::cost::table::{Workload, count_generation};
 use privlm::cost::{Calibration, CostTable, CountEngine, NetProfile, plot};
 use privlm::model::Model;
+use privlm::model::config::{Architecture, ModelConfig, TemperatureForm};
+use privlm::secure::{Engine, SessionEngine, client_generate, server_generate};
 use privlm::serve::load::{
     Binaries, LoadConfig, LoadEvent, ModelSource, Outcome, load_average, run_load,
 };
-use privlm::model::config::{Architecture, ModelConfig, TemperatureForm};
-use privlm::secure::{Engine, SessionEngine, client_generate, server_generate};
 use privlm_protocols::beaver::{InsecureIdealDealer, Prefetched};
 use privlm_protocols::channel::emulate;
 use privlm_protocols::channel::tls::{self, Identity, TlsListener};
@@ -115,16 +115,36 @@ enum Cmd {
         #[arg(long, value_name = "L")]
         random_layers: Option<usize>,
         /// The random model's width.
-        #[arg(long, value_name = "D", default_value_t = 768, requires = "random_layers")]
+        #[arg(
+            long,
+            value_name = "D",
+            default_value_t = 768,
+            requires = "random_layers"
+        )]
         random_d_model: usize,
         /// The random model's heads.
-        #[arg(long, value_name = "H", default_value_t = 12, requires = "random_layers")]
+        #[arg(
+            long,
+            value_name = "H",
+            default_value_t = 12,
+            requires = "random_layers"
+        )]
         random_heads: usize,
         /// The random model's architecture.
-        #[arg(long, value_name = "ARCH", default_value = "SM+LN+G", requires = "random_layers")]
+        #[arg(
+            long,
+            value_name = "ARCH",
+            default_value = "SM+LN+G",
+            requires = "random_layers"
+        )]
         random_arch: String,
         /// The random model's seed.
-        #[arg(long, value_name = "N", default_value_t = 7, requires = "random_layers")]
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 7,
+            requires = "random_layers"
+        )]
         random_seed: u64,
         /// Concurrent clients per round, comma-separated [default: 1,2,4,8 up to the limit,
         /// then the limit + 1].

@@ -466,10 +466,7 @@ fn work_dir() -> Result<WorkDir, LoadError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let d = std::env::temp_dir().join(format!(
-        "privlm-load-{}-{nanos:08x}",
-        std::process::id()
-    ));
+    let d = std::env::temp_dir().join(format!("privlm-load-{}-{nanos:08x}", std::process::id()));
     std::fs::create_dir_all(&d).map_err(io(format!("creating {}", d.display())))?;
     Ok(WorkDir(d))
 }
@@ -575,7 +572,10 @@ fn run_client(
             },
             Err(e) => SessionReport {
                 peak_rss_kib: sampled,
-                ..failed(format!("exited well but its --json is unusable: {e}"), seconds)
+                ..failed(
+                    format!("exited well but its --json is unusable: {e}"),
+                    seconds,
+                )
             },
         },
         Ok(st) => {
@@ -606,7 +606,8 @@ fn run_client(
 fn read_client_json(path: &Path) -> Result<(Vec<u32>, SessionBytes, Option<u64>), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    let tokens: Vec<u32> = serde_json::from_value(v["tokens"].clone()).map_err(|e| e.to_string())?;
+    let tokens: Vec<u32> =
+        serde_json::from_value(v["tokens"].clone()).map_err(|e| e.to_string())?;
     let cost: CostReport = serde_json::from_value(v["cost"].clone()).map_err(|e| e.to_string())?;
     let (peer, dealer) = cost.total(None);
     let bytes = SessionBytes {
@@ -620,7 +621,10 @@ fn read_client_json(path: &Path) -> Result<(Vec<u32>, SessionBytes, Option<u64>)
 /// Name and architecture of the model from a client's `--json`.
 fn model_of(path: &Path) -> Option<(String, String)> {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    Some((v["model"].as_str()?.into(), v["architecture"].as_str()?.into()))
+    Some((
+        v["model"].as_str()?.into(),
+        v["architecture"].as_str()?.into(),
+    ))
 }
 
 /// Runs the load (see the module docs): starts the dealer and the server, runs each round,
@@ -928,7 +932,9 @@ impl LoadReport {
             );
         }
         if self.rounds.iter().any(|r| !r.peak_per_round) {
-            s.push_str("server and dealer peaks are since their start (the per-round reset was refused)\n");
+            s.push_str(
+                "server and dealer peaks are since their start (the per-round reset was refused)\n",
+            );
         }
         for r in &self.rounds {
             for m in r

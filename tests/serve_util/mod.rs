@@ -162,7 +162,10 @@ pub fn start_server(
     clients: &[Fingerprint],
     extra: &[&str],
 ) -> Proc {
-    start(server_cmd(dir, model, dealer, clients, extra), "privlm-server")
+    start(
+        server_cmd(dir, model, dealer, clients, extra),
+        "privlm-server",
+    )
 }
 
 /// The server's command (to add environment before [`start`]).
