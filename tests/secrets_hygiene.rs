@@ -29,6 +29,9 @@ use privlm::protocols::ring::RingTensor;
 use privlm::protocols::session::Session;
 use privlm::protocols::share::{AShare, Party, reconstruct, split};
 use rand_core::Rng;
+use secrets_util::{ec_private_scalar, hex_windows, needles};
+
+mod secrets_util;
 
 /// Fails if `dbg` contains `v` in decimal or hex, or any run of 10+ digits or 12+ hex digits
 /// (what a printed 64-bit share, key or label looks like; shapes and counts are short).
@@ -192,30 +195,6 @@ fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// Every 8-byte window of a secret byte string, as lowercase hex (how a leaked key would show).
-fn hex_windows(bytes: &[u8]) -> Vec<String> {
-    bytes
-        .windows(8)
-        .map(|w| w.iter().map(|b| format!("{b:02x}")).collect())
-        .collect()
-}
-
-/// The 32-byte private scalar of a P-256 PKCS#8 key (the `ECPrivateKey`'s
-/// `INTEGER 1, OCTET STRING (32)`).
-fn ec_private_scalar(pkcs8: &[u8]) -> &[u8] {
-    let tag = [0x02, 0x01, 0x01, 0x04, 0x20];
-    let at = pkcs8
-        .windows(tag.len())
-        .position(|w| w == tag)
-        .expect("an EC private key");
-    &pkcs8[at + tag.len()..at + tag.len() + 32]
-}
-
-/// A value as a needle: decimal and hex (only values too long to occur by chance are used).
-fn needles(v: u64) -> [String; 3] {
-    [v.to_string(), format!("{v:x}"), format!("{v:#x}")]
 }
 
 const DEALER_SEED: u64 = 4242;

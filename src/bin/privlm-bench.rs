@@ -9,9 +9,12 @@
 //!   calibration file;
 //! - `e2e`: a seeded random model run privately over loopback TLS (optionally through an
 //!   emulated link) against the cost model's prediction;
-//! - `paper`: the paper's tables reproduced (`docs/results.md`) with the plots.
+//! - `paper`: the paper's tables reproduced (`docs/results.md`) with the plots;
+//! - `load`: N concurrent `privlm-client` processes against one `privlm-server` and one
+//!   `privlm-dealer` (real processes beside this executable, loopback TLS), round by round up
+//!   to the session limit and beyond it (`privlm::serve::load`).
 //!
-//! Every command prints Markdown and can write a JSON report (`--json FILE`).
+//! Every command prints Markdown or a table and can write a JSON report (`--json FILE`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,6 +28,9 @@ use privlm::cost::{Calibration, CostTable, CountEngine, NetProfile, plot};
 use privlm::model::Model;
 use privlm::model::config::{Architecture, ModelConfig, TemperatureForm};
 use privlm::secure::{Engine, SessionEngine, client_generate, server_generate};
+use privlm::serve::load::{
+    Binaries, LoadConfig, LoadEvent, ModelSource, Outcome, load_average, run_load,
+};
 use privlm_protocols::beaver::{InsecureIdealDealer, Prefetched};
 use privlm_protocols::channel::emulate;
 use privlm_protocols::channel::tls::{self, Identity, TlsListener};
@@ -96,6 +102,73 @@ enum Cmd {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// N concurrent privlm-client processes against one privlm-server and privlm-dealer.
+    ///
+    /// The three programs must be built beside this executable
+    /// (`cargo build --release --features insecure-ideal --bins`).
+    Load {
+        /// The model directory [default: the shipped models/sm_ln_g].
+        #[arg(long, value_name = "DIR", conflicts_with = "random_layers")]
+        model: Option<PathBuf>,
+        /// Serve a seeded random model with this many layers instead (byte-level, saved in a
+        /// temporary directory).
+        #[arg(long, value_name = "L")]
+        random_layers: Option<usize>,
+        /// The random model's width.
+        #[arg(
+            long,
+            value_name = "D",
+            default_value_t = 768,
+            requires = "random_layers"
+        )]
+        random_d_model: usize,
+        /// The random model's heads.
+        #[arg(
+            long,
+            value_name = "H",
+            default_value_t = 12,
+            requires = "random_layers"
+        )]
+        random_heads: usize,
+        /// The random model's architecture.
+        #[arg(
+            long,
+            value_name = "ARCH",
+            default_value = "SM+LN+G",
+            requires = "random_layers"
+        )]
+        random_arch: String,
+        /// The random model's seed.
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = 7,
+            requires = "random_layers"
+        )]
+        random_seed: u64,
+        /// Concurrent clients per round, comma-separated [default: 1,2,4,8 up to the limit,
+        /// then the limit + 1].
+        #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
+        clients: Vec<usize>,
+        /// The server's session limit (--max-sessions).
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        max_sessions: usize,
+        /// Tokens each client generates.
+        #[arg(long, value_name = "T", default_value_t = 2)]
+        tokens: u32,
+        /// Every client's prompt.
+        #[arg(long, value_name = "TEXT", default_value = "def read_lines(path):")]
+        prompt: String,
+        /// A client's deadline in seconds (killed and counted as failed past it).
+        #[arg(long, value_name = "S", default_value_t = 600)]
+        timeout_secs: u64,
+        /// Write the report as JSON (every session included).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write one CSV line per round.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
     /// The paper's tables reproduced: writes the Markdown and the plots.
     Paper {
         /// Output Markdown file.
@@ -158,7 +231,102 @@ fn main() -> Result<()> {
             calibration,
             json,
         } => paper_cmd(out, plots, load_calib(calibration)?, json),
+        Cmd::Load {
+            model,
+            random_layers,
+            random_d_model,
+            random_heads,
+            random_arch,
+            random_seed,
+            clients,
+            max_sessions,
+            tokens,
+            prompt,
+            timeout_secs,
+            json,
+            csv,
+        } => {
+            let model = match random_layers {
+                Some(layers) => {
+                    let a: Architecture = random_arch.parse()?;
+                    ModelSource::Random {
+                        config: ModelConfig {
+                            architecture: a,
+                            n_layer: layers,
+                            n_head: random_heads,
+                            d_model: random_d_model,
+                            d_ff: 4 * random_d_model,
+                            vocab_size: 256,
+                            n_ctx: (prompt.len() + tokens as usize).max(64),
+                            final_layer_norm: a.block_layer_norm,
+                            layer_norm_eps: 1e-5,
+                            temperature_form: TemperatureForm::PerHeadQuery,
+                        },
+                        seed: random_seed,
+                    }
+                }
+                None => ModelSource::Dir(model.unwrap_or_else(|| {
+                    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models/sm_ln_g"))
+                })),
+            };
+            let cfg = LoadConfig {
+                binaries: Binaries::beside_current_exe()?,
+                model,
+                rounds: if clients.is_empty() {
+                    LoadConfig::default_rounds(max_sessions)
+                } else {
+                    clients
+                },
+                max_sessions,
+                prompt,
+                new_tokens: tokens,
+                session_timeout: Duration::from_secs(timeout_secs),
+            };
+            load_cmd(&cfg, json, csv)
+        }
     }
+}
+
+// ----- load -----
+
+fn load_cmd(cfg: &LoadConfig, json: Option<PathBuf>, csv: Option<PathBuf>) -> Result<()> {
+    let total: usize = cfg.rounds.iter().sum();
+    let pb = bar(total as u64, "load");
+    pb.set_message("starting the dealer and the server");
+    let (mut ok, mut busy, mut failed) = (0, 0, 0);
+    let mut clients = 0;
+    let report = run_load(cfg, &mut |ev| match ev {
+        LoadEvent::Ready { server, dealer } => {
+            pb.set_message(format!("server {server}, dealer {dealer}"))
+        }
+        LoadEvent::RoundStarted { clients: n } => {
+            (ok, busy, failed, clients) = (0, 0, 0, n);
+            pb.set_message(format!("{n} clients"));
+        }
+        LoadEvent::SessionEnded(s) => {
+            match s.outcome {
+                Outcome::Ok => ok += 1,
+                Outcome::Busy => busy += 1,
+                Outcome::Failed => failed += 1,
+            }
+            pb.inc(1);
+            pb.set_message(format!(
+                "{clients} clients: {ok} ok, {busy} busy, {failed} failed"
+            ));
+        }
+        LoadEvent::RoundEnded(r) => pb.println(format!(
+            "{} clients: {} ok, {} busy, {} failed in {:.2} s",
+            r.clients, r.ok, r.busy, r.failed, r.wall_seconds
+        )),
+    })?;
+    pb.finish_and_clear();
+    print!("{}", report.text());
+    write_json(&json, &serde_json::to_value(&report)?)?;
+    if let Some(p) = &csv {
+        std::fs::write(p, report.csv()).with_context(|| format!("writing {}", p.display()))?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
 }
 
 fn load_calib(p: Option<PathBuf>) -> Result<Calibration> {
@@ -186,12 +354,6 @@ fn bar(n: u64, what: &str) -> ProgressBar {
     );
     b.set_prefix(what.to_string());
     b
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 // ----- Engine pairs with the in-process dealer. -----

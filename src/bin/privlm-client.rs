@@ -41,7 +41,8 @@ Example:
   privlm-client --show-fingerprint   (print this client's fingerprint and exit)
 
 Output: the generated text on standard output as it comes, then the cost table; notes and \
-errors on standard error; --json FILE writes the tokens, the text and the costs.";
+errors on standard error; --json FILE writes the tokens, the text, the costs and the \
+process's peak resident set (peak_rss_kib, Linux).";
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -256,7 +257,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", report::cost_table(&generation));
     }
     if let Some(path) = &cli.json {
-        let json = serde_json::to_string_pretty(&generation)?;
+        // The generation, and this process's peak resident set (for `privlm-bench load`).
+        let mut v = serde_json::to_value(&generation)?;
+        v["peak_rss_kib"] = privlm::serve::load::own_peak_rss_kib().into();
+        let json = serde_json::to_string_pretty(&v)?;
         std::fs::write(path, json + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }

@@ -7,7 +7,8 @@
 //!   AGREEMENT parameters;
 //! - [`server`]: [`server::InferenceServer`], one task per session under a session limit;
 //! - [`client`]: [`client::generate`], one private generation from the client's side;
-//! - [`known_hosts`]: pinning by fingerprint and trust on first use.
+//! - [`known_hosts`]: pinning by fingerprint and trust on first use;
+//! - [`load`]: load runs of real processes (`privlm-bench load`).
 //!
 //! Pairing at the dealer: the client draws a fresh random 32-byte session id, sends it to the
 //! server inside the TLS channel, and both parties give it to the dealer in their hello; the
@@ -18,6 +19,7 @@ pub mod control;
 pub mod demo;
 mod glue;
 pub mod known_hosts;
+pub mod load;
 pub mod report;
 pub mod server;
 

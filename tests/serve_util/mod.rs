@@ -31,12 +31,14 @@ pub fn model_dir(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A child process killed when dropped; its standard error is collected.
+/// A child process killed when dropped; its standard output and standard error are collected.
 pub struct Proc {
     pub child: Child,
     pub addr: String,
     pub fingerprint: Fingerprint,
     pub stderr: Arc<Mutex<String>>,
+    /// Every line of its standard output (the fingerprint and address lines included).
+    pub stdout: Arc<Mutex<String>>,
 }
 
 impl Proc {
@@ -48,6 +50,10 @@ impl Proc {
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
 }
 
 impl Drop for Proc {
@@ -58,7 +64,7 @@ impl Drop for Proc {
 
 /// Starts `cmd` and reads `NAME certificate fingerprint HEX` and `NAME listening on ADDR`
 /// from its standard output.
-fn start(mut cmd: Command, name: &str) -> Proc {
+pub fn start(mut cmd: Command, name: &str) -> Proc {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -80,6 +86,12 @@ fn start(mut cmd: Command, name: &str) -> Proc {
         }
     });
     let mut lines = BufReader::new(stdout).lines();
+    let out = Arc::new(Mutex::new(String::new()));
+    let keep = |out: &Arc<Mutex<String>>, line: &str| {
+        let mut o = out.lock().unwrap();
+        o.push_str(line);
+        o.push('\n');
+    };
     let mut fp = None;
     let fp_prefix = format!("{name} certificate fingerprint ");
     let addr_prefix = format!("{name} listening on ");
@@ -89,16 +101,23 @@ fn start(mut cmd: Command, name: &str) -> Proc {
             std::thread::sleep(Duration::from_millis(100));
             panic!("{name} exited early: {}", stderr.lock().unwrap());
         };
+        keep(&out, &line);
         if let Some(f) = line.strip_prefix(&fp_prefix) {
             fp = Some(Fingerprint::from_hex(f.trim()).unwrap());
         }
         if let Some(a) = line.strip_prefix(&addr_prefix) {
-            std::thread::spawn(move || for _ in lines {});
+            let sink = out.clone();
+            std::thread::spawn(move || {
+                for line in lines.map_while(Result::ok) {
+                    keep(&sink, &line);
+                }
+            });
             return Proc {
                 child,
                 addr: a.trim().to_string(),
                 fingerprint: fp.expect("fingerprint before address"),
                 stderr,
+                stdout: out,
             };
         }
     }
@@ -111,6 +130,16 @@ pub fn start_dealer(dir: &Path, peers: &[Fingerprint]) -> Proc {
 
 /// Starts a dealer pinning `peers`, with extra flags.
 pub fn start_dealer_with(dir: &Path, peers: &[Fingerprint], extra: &[&str]) -> Proc {
+    start(dealer_cmd_with(dir, peers, extra), "privlm-dealer")
+}
+
+/// The dealer's command pinning `peers` (to add flags or environment before [`start`]).
+pub fn dealer_cmd(dir: &Path, peers: &[Fingerprint]) -> Command {
+    dealer_cmd_with(dir, peers, &["--pairing-timeout-secs", "20"])
+}
+
+/// The dealer's command pinning `peers`, with extra flags.
+pub fn dealer_cmd_with(dir: &Path, peers: &[Fingerprint], extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_privlm-dealer"));
     cmd.args(["--listen", "127.0.0.1:0", "--identity"])
         .arg(dir.join("dealer-id"))
@@ -118,7 +147,7 @@ pub fn start_dealer_with(dir: &Path, peers: &[Fingerprint], extra: &[&str]) -> P
     for p in peers {
         cmd.args(["--peer-fingerprint", &p.to_hex()]);
     }
-    start(cmd, "privlm-dealer")
+    cmd
 }
 
 /// The server's identity directory under `dir` and its fingerprint (created if needed).
@@ -156,6 +185,32 @@ pub fn start_server_via(
     clients: &[Fingerprint],
     extra: &[&str],
 ) -> Proc {
+    start(
+        server_cmd_via(dir, model, dealer_addr, dealer, clients, extra),
+        "privlm-server",
+    )
+}
+
+/// The server's command (to add environment before [`start`]).
+pub fn server_cmd(
+    dir: &Path,
+    model: &Path,
+    dealer: &Proc,
+    clients: &[Fingerprint],
+    extra: &[&str],
+) -> Command {
+    server_cmd_via(dir, model, &dealer.addr, dealer, clients, extra)
+}
+
+/// The server's command, reaching `dealer` at `dealer_addr`.
+pub fn server_cmd_via(
+    dir: &Path,
+    model: &Path,
+    dealer_addr: &str,
+    dealer: &Proc,
+    clients: &[Fingerprint],
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_privlm-server"));
     cmd.arg("--model")
         .arg(model)
@@ -167,7 +222,7 @@ pub fn start_server_via(
     for c in clients {
         cmd.args(["--client-fingerprint", &c.to_hex()]);
     }
-    start(cmd, "privlm-server")
+    cmd
 }
 
 /// The client command with the usual flags (pinned server and dealer).
