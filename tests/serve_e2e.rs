@@ -180,18 +180,52 @@ fn server_killed_mid_generation_stops_the_client() {
     assert!(err.contains("error:") && err.contains("server"), "{err}");
 }
 
-/// The dealer killed mid-generation: the client stops with a clear error.
+/// The dealer killed mid-generation (each token's pass starts with its preprocessing at the
+/// dealer): the client stops with a clear error; the server ends the session, frees its only
+/// slot and, once a dealer is back at the same address, serves the next client.
 #[test]
 fn dealer_killed_mid_generation_stops_the_client() {
     let dir = temp_dir("e2e-killdealer");
     let (_, cfp) = client_identity(&dir);
     let (_, sfp) = server_identity(&dir);
     let mut dealer = start_dealer(&dir, &[cfp, sfp]);
-    let server = start_server(&dir, &model_dir("sm_scfuffn"), &dealer, &[cfp], &[]);
+    let server = start_server(
+        &dir,
+        &model_dir("sm_scfuffn"),
+        &dealer,
+        &[cfp],
+        &["--max-sessions", "1"],
+    );
     let c = start_long_client(&dir, &server, &dealer);
     dealer.kill();
     let (ok, err) = wait_with_stderr(c, Duration::from_secs(15));
     assert!(!ok);
     assert!(err.contains("error:") && err.contains("dealer"), "{err}");
-    drop(server);
+    let t = Instant::now();
+    while !server.stderr().contains("session ended with an error") {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the server did not end the session: {}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The same dealer (identity and address) restarted: the server's slot is free.
+    let dealer = start(
+        dealer_cmd_at(
+            &dir,
+            &[cfp, sfp],
+            &dealer.addr,
+            &["--pairing-timeout-secs", "20"],
+        ),
+        "privlm-dealer",
+    );
+    let mut cmd = client_cmd(&dir, &server, &dealer);
+    cmd.args(["--prompt", "def ", "--max-new-tokens", "2"]);
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -140,8 +140,13 @@ pub fn dealer_cmd(dir: &Path, peers: &[Fingerprint]) -> Command {
 
 /// The dealer's command pinning `peers`, with extra flags.
 pub fn dealer_cmd_with(dir: &Path, peers: &[Fingerprint], extra: &[&str]) -> Command {
+    dealer_cmd_at(dir, peers, "127.0.0.1:0", extra)
+}
+
+/// The dealer's command listening on `listen` (a restarted dealer takes its old address).
+pub fn dealer_cmd_at(dir: &Path, peers: &[Fingerprint], listen: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_privlm-dealer"));
-    cmd.args(["--listen", "127.0.0.1:0", "--identity"])
+    cmd.args(["--listen", listen, "--identity"])
         .arg(dir.join("dealer-id"))
         .args(extra);
     for p in peers {
