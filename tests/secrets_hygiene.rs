@@ -10,11 +10,11 @@
 //!   or a byte string of any TLS private key.
 
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dealer_proc::{Dealer, listening_addr, temp_dir};
 use privlm::protocols::beaver::dealer::{DealerClient, Welcome};
 use privlm::protocols::beaver::{InsecureIdealDealer, Request, TripleProvider};
 use privlm::protocols::block::Block;
@@ -31,6 +31,7 @@ use privlm::protocols::share::{AShare, Party, reconstruct, split};
 use rand_core::Rng;
 use secrets_util::{ec_private_scalar, hex_windows, needles};
 
+mod dealer_proc;
 mod secrets_util;
 
 /// Fails if `dbg` contains `v` in decimal or hex, or any run of 10+ digits or 12+ hex digits
@@ -181,22 +182,6 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
     }
 }
 
-struct Dealer(Child);
-
-impl Drop for Dealer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("privlm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 const DEALER_SEED: u64 = 4242;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -234,19 +219,7 @@ async fn trace_logs_hold_no_secrets() {
     let mut child = cmd.spawn().expect("start privlm-dealer");
     let stdout = child.stdout.take().unwrap();
     let mut dealer = Dealer(child);
-    let addr = tokio::task::spawn_blocking(move || {
-        use std::io::BufRead;
-        let mut lines = std::io::BufReader::new(stdout).lines();
-        loop {
-            let line = lines.next().expect("dealer exited early").unwrap();
-            if let Some(a) = line.strip_prefix("privlm-dealer listening on ") {
-                std::thread::spawn(move || for _ in lines {});
-                return a.trim().to_string();
-            }
-        }
-    })
-    .await
-    .unwrap();
+    let addr = listening_addr(stdout).await;
 
     let timeout = Duration::from_secs(20);
     let cfg = ChannelConfig::default();

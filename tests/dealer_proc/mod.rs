@@ -1,11 +1,11 @@
 //! Starting the real `privlm-dealer` process for the tests that run parties against it over
-//! loopback TLS (`nonlinear_dealer.rs`, `secure_dealer.rs`).
+//! loopback TLS (`nonlinear_dealer.rs`, `secure_dealer.rs`, `secrets_hygiene.rs`).
 
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
 use privlm::protocols::channel::tls::{Fingerprint, Identity};
 
@@ -57,7 +57,14 @@ pub async fn start_dealer_sessions(
         .expect("start privlm-dealer");
     let stdout = child.stdout.take().unwrap();
     let dealer = Dealer(child);
-    let addr = tokio::task::spawn_blocking(move || {
+    let addr = listening_addr(stdout).await;
+    (dealer, addr, fp)
+}
+
+/// Reads the dealer's standard output up to its `listening on ADDR` line and returns ADDR;
+/// the rest of the output is drained on a thread so the dealer never blocks on a full pipe.
+pub async fn listening_addr(stdout: ChildStdout) -> String {
+    tokio::task::spawn_blocking(move || {
         let mut lines = BufReader::new(stdout).lines();
         loop {
             let line = lines.next().expect("dealer exited early").unwrap();
@@ -68,6 +75,5 @@ pub async fn start_dealer_sessions(
         }
     })
     .await
-    .unwrap();
-    (dealer, addr, fp)
+    .unwrap()
 }
