@@ -16,7 +16,7 @@ use super::control::{
 };
 use super::glue;
 use super::known_hosts::{KnownHosts, Trust, mismatch_message};
-use super::server::{DealerLink, connect_dealer, peer_channel_config};
+use super::server::{DealerLink, connect_dealer_watching, peer_channel_config};
 use crate::net::HandshakeError;
 use crate::secure::CostReport;
 
@@ -351,20 +351,11 @@ pub async fn generate(
     };
     // The server may give up meanwhile (it cannot reach the dealer, the connection was cut):
     // its reason is reported at once instead of after the dealer's pairing wait.
-    let pairing = connect_dealer(&link, &cfg.identity, Party::P0, session_id);
-    tokio::pin!(pairing);
-    let paired = tokio::select! {
-        d = &mut pairing => d,
-        r = ch.readable() => match r {
-            // The server is already computing: the pairing is about to complete.
-            Ok(()) => pairing.await,
-            Err(e) => {
-                return Err(ClientError::Session(format!(
-                    "lost the server while pairing at the dealer: {e}"
-                )));
-            }
-        },
-    };
+    let paired = connect_dealer_watching(&mut ch, &link, &cfg.identity, Party::P0, session_id)
+        .await
+        .map_err(|e| {
+            ClientError::Session(format!("lost the server while pairing at the dealer: {e}"))
+        })?;
     let dealer = match paired {
         Ok(d) => d,
         Err(e) => {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use privlm_protocols::beaver::dealer::DealerClient;
 use privlm_protocols::channel::tls::{self, Fingerprint, Identity, Incoming};
-use privlm_protocols::channel::{Channel, ChannelConfig, FramedChannel, Phase};
+use privlm_protocols::channel::{Channel, ChannelConfig, ChannelError, FramedChannel, Phase};
 use privlm_protocols::nonlinear::NlParams;
 use privlm_protocols::share::Party;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -352,16 +352,15 @@ impl InferenceServer {
             .map_err(|e| e.to_string())?;
         // The client may give up meanwhile (the connection was cut, it could not reach the
         // dealer): the session then ends at once instead of after the dealer's pairing wait.
-        let pairing = connect_dealer(&cfg.dealer, &self.inner.identity, Party::P1, req.session_id);
-        tokio::pin!(pairing);
-        let paired = tokio::select! {
-            d = &mut pairing => d,
-            r = ch.readable() => match r {
-                // The client is already computing: the pairing is about to complete.
-                Ok(()) => pairing.await,
-                Err(e) => return Err(format!("lost the client while pairing at the dealer: {e}")),
-            },
-        };
+        let paired = connect_dealer_watching(
+            &mut ch,
+            &cfg.dealer,
+            &self.inner.identity,
+            Party::P1,
+            req.session_id,
+        )
+        .await
+        .map_err(|e| format!("lost the client while pairing at the dealer: {e}"))?;
         let dealer = match paired {
             Ok(d) => d,
             Err(e) => {
@@ -395,6 +394,28 @@ impl InferenceServer {
         }
         kept.push_back(report);
         Ok(())
+    }
+}
+
+/// [`connect_dealer`] while watching `peer`, the other party's channel: if the peer fails
+/// first (it aborted, or the connection was cut), its error comes back at once (`Err`)
+/// instead of after the dealer's pairing wait. Data from the peer means it is already
+/// computing: the pairing is then awaited to its end. Nothing is read from `peer`.
+pub(super) async fn connect_dealer_watching(
+    peer: &mut FramedChannel,
+    link: &DealerLink,
+    identity: &Identity,
+    party: Party,
+    id: SessionId,
+) -> Result<Result<DealerClient<FramedChannel>, String>, ChannelError> {
+    let pairing = connect_dealer(link, identity, party, id);
+    tokio::pin!(pairing);
+    tokio::select! {
+        d = &mut pairing => Ok(d),
+        r = peer.readable() => {
+            r?;
+            Ok(pairing.await)
+        }
     }
 }
 
