@@ -674,14 +674,15 @@ pub const SERVE_NEW_TOKENS: u32 = 2;
 /// See [`SERVE_PROMPT`].
 pub const SERVE_SESSION: [u8; 32] = [7; 32];
 
-/// An inference server for [`serve_model`] whose dealer is unreachable (a port nothing
-/// listens on), so that a session that gets through the control exchange and the handshake
-/// ends at once.
+/// A fresh inference server (fresh counters) for [`serve_model`], whose dealer is unreachable
+/// (a port nothing listens on), so that a session that gets through the control exchange and
+/// the handshake ends at once. The model and the identity are built once per thread.
 pub fn serve_server() -> privlm::serve::server::InferenceServer {
     use privlm::serve::server::{DealerLink, InferenceServer, ServeConfig};
     use privlm_protocols::channel::tls::{Fingerprint, Identity};
     thread_local! {
         static IDENTITY: Arc<Identity> = Arc::new(Identity::generate().expect("identity"));
+        static MODEL: Arc<privlm::model::Model> = Arc::new(serve_model());
     }
     let cfg = ServeConfig {
         max_sessions: 2,
@@ -697,7 +698,8 @@ pub fn serve_server() -> privlm::serve::server::InferenceServer {
         stop_after: None,
     };
     let identity = IDENTITY.with(Arc::clone);
-    InferenceServer::new(Arc::new(serve_model()), "tiny", identity, cfg).expect("server")
+    let model = MODEL.with(Arc::clone);
+    InferenceServer::new(model, "tiny", identity, cfg).expect("server")
 }
 
 /// A [`FramedChannel`] over an in-memory pipe whose peer writes `stream` (raw frames) and then
